@@ -1,0 +1,5 @@
+import sys
+
+from modelmeter.cli import main
+
+sys.exit(main())
