@@ -1,0 +1,152 @@
+"""The typed, frozen values that ``ModelMonitor.snapshot(now)`` returns.
+
+A figure that is undefined, or computed on fewer than ``min_samples`` values, is NaN (never 0),
+so that an alert never fires on too little data. :meth:`Snapshot.to_dict` gives a JSON-able
+form (NaN becomes None).
+
+>>> Histogram(bounds=(1.0, 2.0), counts=(3, 0, 1), sum=4.5, count=4).count
+4
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Mapping
+from dataclasses import asdict, dataclass
+from typing import Any
+
+__all__ = [
+    "ClassFigures",
+    "ClassificationFigures",
+    "DriftFigures",
+    "Histogram",
+    "RegressionFigures",
+    "Snapshot",
+]
+
+
+@dataclass(frozen=True)
+class ClassFigures:
+    """Precision, recall and F1 of one class (one-vs-rest)."""
+
+    precision: float
+    recall: float
+    f1: float
+
+
+@dataclass(frozen=True)
+class ClassificationFigures:
+    """Accuracy and precision/recall/F1: of the positive class (binary) or macro (multiclass)."""
+
+    accuracy: float
+    precision: float
+    recall: float
+    f1: float
+    per_class: Mapping[str, ClassFigures]
+
+
+@dataclass(frozen=True)
+class RegressionFigures:
+    """Mean absolute error and root mean squared error."""
+
+    mae: float
+    rmse: float
+
+
+@dataclass(frozen=True)
+class DriftFigures:
+    """Drift of one feature (or the output) in the window against the reference.
+
+    ``samples`` is the number of non-missing values in the window. ``ks`` and
+    ``wasserstein`` are NaN for categorical data; everything but ``samples`` is NaN (and
+    ``drifted`` False) below ``min_samples``. ``drifted`` is the Benjamini-Hochberg decision.
+    """
+
+    samples: int
+    psi: float
+    jensen_shannon: float
+    ks: float
+    wasserstein: float
+    chi2_pvalue: float
+    drifted: bool
+
+
+@dataclass(frozen=True)
+class Histogram:
+    """Prometheus-style histogram: ``counts[i]`` holds values <= ``bounds[i]`` and above the
+    previous bound (not cumulative); the last count is the +Inf bucket."""
+
+    bounds: tuple[float, ...]
+    counts: tuple[int, ...]
+    sum: float
+    count: int
+
+
+@dataclass(frozen=True)
+class Snapshot:
+    """Everything a monitor knows at time ``time``: window figures and cumulative totals.
+
+    ``window_labeled`` is the number of labels received in the window (the sample of the
+    realized figures); ``label_coverage`` is the labeled fraction of the predictions made in
+    the window. ``realized``/``estimated`` are set for classification (``estimated`` only
+    when the reference has scores), ``regression`` for regression.
+    """
+
+    time: float
+    window_seconds: float
+    min_samples: int
+    window_predictions: int
+    window_errors: int
+    window_labeled: int
+    label_coverage: float
+    realized: ClassificationFigures | None
+    estimated: ClassificationFigures | None
+    regression: RegressionFigures | None
+    drift: Mapping[str, DriftFigures]
+    prediction_drift: DriftFigures
+    drift_detected: bool
+    quality_window: Mapping[str, Mapping[str, int]]
+    quality_window_ratio: Mapping[str, Mapping[str, float]]
+    predictions_total: int
+    errors_total: int
+    unknown_features_total: int
+    confusion_total: Mapping[tuple[str, str], int]
+    quality_total: Mapping[str, Mapping[str, int]]
+    latency: Histogram
+    label_delay: Histogram
+
+    def to_dict(self) -> dict[str, Any]:
+        """JSON-able form: NaN -> None, ``confusion_total`` as a list of records.
+
+        >>> from modelmeter.engine import Histogram
+        >>> empty = Histogram(bounds=(1.0,), counts=(0, 0), sum=0.0, count=0)
+        >>> nan = float("nan")
+        >>> drift = DriftFigures(0, nan, nan, nan, nan, nan, False)
+        >>> snap = Snapshot(0.0, 300.0, 100, 0, 0, 0, nan, None, None, None, {}, drift, False,
+        ...                 {}, {}, 0, 0, 0, {("a", "b"): 2}, {}, empty, empty)
+        >>> snap.to_dict()["confusion_total"], snap.to_dict()["label_coverage"]
+        ([{'predicted': 'a', 'actual': 'b', 'count': 2}], None)
+        """
+        data = {
+            name: asdict(value) if hasattr(value, "__dataclass_fields__") else value
+            for name, value in self.__dict__.items()
+        }
+        data["drift"] = {name: asdict(value) for name, value in self.drift.items()}
+        data["quality_window"] = {k: dict(v) for k, v in self.quality_window.items()}
+        data["quality_window_ratio"] = {k: dict(v) for k, v in self.quality_window_ratio.items()}
+        data["quality_total"] = {k: dict(v) for k, v in self.quality_total.items()}
+        data["confusion_total"] = [
+            {"predicted": p, "actual": a, "count": n} for (p, a), n in self.confusion_total.items()
+        ]
+        cleaned: dict[str, Any] = _without_nan(data)
+        return cleaned
+
+
+def _without_nan(value: Any) -> Any:
+    if isinstance(value, float):
+        return None if math.isnan(value) else value
+    if isinstance(value, Mapping):
+        return {str(k): _without_nan(v) for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return [_without_nan(v) for v in value]
+    return value

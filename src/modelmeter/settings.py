@@ -1,0 +1,218 @@
+"""Settings of the collector: ``MODELMETER_*`` environment variables, overridden by flags.
+
+Every setting has a default, an explicit cast and one environment variable; a bad value fails
+at startup with a message naming the variable and what it accepts.
+
+>>> s = Settings.from_env({"MODELMETER_PORT": "9000", "MODELMETER_LABEL_TTL": "2h"})
+>>> s.port, s.label_ttl_seconds
+(9000, 7200.0)
+>>> parse_duration("5m"), parse_size("10MiB")
+(300.0, 10485760)
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+import re
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+_DURATION = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*(ms|s|m|h|d|w)?\s*$")
+_DURATION_UNITS = {"ms": 0.001, "s": 1.0, "m": 60.0, "h": 3600.0, "d": 86400.0, "w": 604800.0}
+_SIZE = re.compile(r"^\s*(\d+)\s*(b|k|kb|kib|m|mb|mib|g|gb|gib)?\s*$", re.IGNORECASE)
+_SIZE_UNITS = {
+    "b": 1,
+    "k": 1024,
+    "kb": 1000,
+    "kib": 1024,
+    "m": 1024**2,
+    "mb": 1000**2,
+    "mib": 1024**2,
+    "g": 1024**3,
+    "gb": 1000**3,
+    "gib": 1024**3,
+}
+_SYNC_MODES = ("FULL", "NORMAL")
+
+
+def parse_duration(text: str) -> float:
+    """Seconds in ``text``: a number with an optional unit ``ms s m h d w`` (default s).
+
+    >>> parse_duration("7d"), parse_duration("1.5"), parse_duration("250ms")
+    (604800.0, 1.5, 0.25)
+    """
+    match = _DURATION.match(str(text))
+    if not match:
+        raise ValueError(f"{text!r} is not a duration; write e.g. 30s, 5m, 2h or 7d")
+    return float(match.group(1)) * _DURATION_UNITS[match.group(2) or "s"]
+
+
+def parse_size(text: str) -> int:
+    """Bytes in ``text``: an integer with an optional unit (``KiB``, ``MiB``, ``MB``...).
+
+    >>> parse_size("1024"), parse_size("2KiB"), parse_size("1MB")
+    (1024, 2048, 1000000)
+    """
+    match = _SIZE.match(str(text))
+    if not match:
+        raise ValueError(f"{text!r} is not a size; write e.g. 1048576, 512KiB or 10MiB")
+    return int(match.group(1)) * _SIZE_UNITS[(match.group(2) or "b").lower()]
+
+
+def parse_bool(text: str) -> bool:
+    """``1/true/yes/on`` or ``0/false/no/off`` (any case)."""
+    value = str(text).strip().lower()
+    if value in {"1", "true", "yes", "on"}:
+        return True
+    if value in {"0", "false", "no", "off", ""}:
+        return False
+    raise ValueError(f"{text!r} is not a boolean; write true or false")
+
+
+def parse_tokens(text: str) -> tuple[str, ...]:
+    """Comma-separated tokens; blanks dropped. An empty tuple means "open"."""
+    return tuple(t.strip() for t in str(text).split(",") if t.strip())
+
+
+def _positive_int(text: str) -> int:
+    value = int(str(text).strip())
+    if value < 1:
+        raise ValueError(f"{text!r} must be a positive integer")
+    return value
+
+
+def _port(text: str) -> int:
+    value = int(str(text).strip())
+    if not 0 <= value <= 65535:
+        raise ValueError(f"{text!r} is not a TCP port (0-65535)")
+    return value
+
+
+def _sync_mode(text: str) -> str:
+    value = str(text).strip().upper()
+    if value not in _SYNC_MODES:
+        raise ValueError(f"{text!r} is not one of {', '.join(_SYNC_MODES)}")
+    return value
+
+
+def _setting(env: str, cast: Callable[[str], Any], default: Any, help: str) -> Any:
+    return field(default=default, metadata={"env": env, "cast": cast, "help": help})
+
+
+@dataclass(frozen=True)
+class Settings:
+    """Everything the collector needs; build with :meth:`from_env` or ``Settings(...)``.
+
+    Examples
+    --------
+    >>> Settings(write_tokens=("s3cret",)).auth_enabled_for_writes
+    True
+    """
+
+    host: str = _setting("MODELMETER_HOST", str, "127.0.0.1", "interface to listen on")
+    port: int = _setting("MODELMETER_PORT", _port, 8000, "TCP port")
+    data_dir: Path = _setting(
+        "MODELMETER_DATA_DIR", Path, Path("./modelmeter-data"), "directory of the SQLite store"
+    )
+    write_tokens: tuple[str, ...] = _setting(
+        "MODELMETER_WRITE_TOKENS",
+        parse_tokens,
+        (),
+        "comma-separated bearer tokens for ingestion and registration (empty = open)",
+    )
+    read_tokens: tuple[str, ...] = _setting(
+        "MODELMETER_READ_TOKENS",
+        parse_tokens,
+        (),
+        "comma-separated bearer tokens for the JSON read API (write tokens also read; empty = open)",
+    )
+    protect_metrics: bool = _setting(
+        "MODELMETER_PROTECT_METRICS", parse_bool, False, "require a read token on /metrics"
+    )
+    label_ttl_seconds: float = _setting(
+        "MODELMETER_LABEL_TTL",
+        parse_duration,
+        7 * 86400.0,
+        "how long predictions wait for labels (and labels for predictions); also the "
+        "idempotence horizon for event ids",
+    )
+    max_body_bytes: int = _setting(
+        "MODELMETER_MAX_BODY_BYTES", parse_size, 10 * 1024 * 1024, "largest request body (413)"
+    )
+    max_events: int = _setting(
+        "MODELMETER_MAX_EVENTS", _positive_int, 10_000, "most events in one request (413)"
+    )
+    max_models: int = _setting(
+        "MODELMETER_MAX_MODELS", _positive_int, 100, "most registered models (409)"
+    )
+    max_versions: int = _setting(
+        "MODELMETER_MAX_VERSIONS", _positive_int, 10, "most versions per model"
+    )
+    max_replicas: int = _setting(
+        "MODELMETER_MAX_REPLICAS", _positive_int, 32, "most serving replicas tracked per model"
+    )
+    replica_idle_seconds: float = _setting(
+        "MODELMETER_REPLICA_IDLE",
+        parse_duration,
+        300.0,
+        "a replica that reported no resources for this long is dropped from /metrics",
+    )
+    checkpoint_interval_seconds: float = _setting(
+        "MODELMETER_CHECKPOINT_INTERVAL",
+        parse_duration,
+        5.0,
+        "how often engine state is checkpointed to the store",
+    )
+    sqlite_synchronous: str = _setting(
+        "MODELMETER_SQLITE_SYNCHRONOUS",
+        _sync_mode,
+        "FULL",
+        "FULL: an acknowledged event survives power loss; NORMAL: faster, survives a "
+        "process crash (kill -9) but the last commits may be lost on power loss",
+    )
+    log_level: str = _setting("MODELMETER_LOG_LEVEL", str, "info", "uvicorn log level")
+
+    @property
+    def auth_enabled_for_writes(self) -> bool:
+        return bool(self.write_tokens)
+
+    @property
+    def database_path(self) -> Path:
+        return Path(self.data_dir) / "modelmeter.sqlite3"
+
+    @classmethod
+    def from_env(
+        cls, environ: Mapping[str, str] | None = None, **overrides: Any
+    ) -> Settings:
+        """Read ``MODELMETER_*`` from ``environ`` (default ``os.environ``); ``overrides`` win.
+
+        ``overrides`` whose value is ``None`` are ignored (an unset command-line flag).
+        """
+        environ = os.environ if environ is None else environ
+        values: dict[str, Any] = {}
+        for f in dataclasses.fields(cls):
+            env = f.metadata["env"]
+            if env in environ:
+                raw = environ[env]
+                try:
+                    values[f.name] = f.metadata["cast"](raw)
+                except ValueError as exc:
+                    raise ValueError(f"environment variable {env}={raw!r}: {exc}") from None
+        for name, value in overrides.items():
+            if value is not None:
+                values[name] = value
+        return cls(**values)
+
+    @classmethod
+    def describe(cls) -> list[tuple[str, str, str, str]]:
+        """Rows ``(field, env var, default, help)`` for ``--help`` and the README table."""
+        rows = []
+        for f in dataclasses.fields(cls):
+            default = f.default
+            if isinstance(default, tuple):
+                default = ",".join(default)
+            rows.append((f.name, f.metadata["env"], str(default), f.metadata["help"]))
+        return rows
