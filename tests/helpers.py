@@ -57,7 +57,7 @@ def free_port() -> int:
 
 
 def wait_until(
-    predicate: Callable[[], T | None | bool],
+    predicate: Callable[[], T | bool | None],
     timeout: float = 30.0,
     interval: float = 0.1,
     what: str = "condition",

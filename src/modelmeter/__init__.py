@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+from modelmeter.sdk import Client as Client
+from modelmeter.sdk import monitor as monitor
+
 __version__ = "0.1.0"
 
-__all__ = ["__version__"]
+__all__ = ["Client", "__version__", "monitor"]

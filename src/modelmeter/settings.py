@@ -36,6 +36,7 @@ _SIZE_UNITS = {
     "gib": 1024**3,
 }
 _SYNC_MODES = ("FULL", "NORMAL")
+_DEFAULT_DATA_DIR = Path("modelmeter-data")
 
 
 def parse_duration(text: str) -> float:
@@ -114,8 +115,8 @@ class Settings:
 
     host: str = _setting("MODELMETER_HOST", str, "127.0.0.1", "interface to listen on")
     port: int = _setting("MODELMETER_PORT", _port, 8000, "TCP port")
-    data_dir: Path = _setting(
-        "MODELMETER_DATA_DIR", Path, Path("./modelmeter-data"), "directory of the SQLite store"
+    data_dir: Path = _setting(  # noqa: RUF009 - Path is immutable
+        "MODELMETER_DATA_DIR", Path, _DEFAULT_DATA_DIR, "directory of the SQLite store"
     )
     write_tokens: tuple[str, ...] = _setting(
         "MODELMETER_WRITE_TOKENS",
@@ -127,7 +128,8 @@ class Settings:
         "MODELMETER_READ_TOKENS",
         parse_tokens,
         (),
-        "comma-separated bearer tokens for the JSON read API (write tokens also read; empty = open)",
+        "comma-separated bearer tokens for the JSON read API (write tokens also read; "
+        "empty = open)",
     )
     protect_metrics: bool = _setting(
         "MODELMETER_PROTECT_METRICS", parse_bool, False, "require a read token on /metrics"
@@ -184,9 +186,7 @@ class Settings:
         return Path(self.data_dir) / "modelmeter.sqlite3"
 
     @classmethod
-    def from_env(
-        cls, environ: Mapping[str, str] | None = None, **overrides: Any
-    ) -> Settings:
+    def from_env(cls, environ: Mapping[str, str] | None = None, **overrides: Any) -> Settings:
         """Read ``MODELMETER_*`` from ``environ`` (default ``os.environ``); ``overrides`` win.
 
         ``overrides`` whose value is ``None`` are ignored (an unset command-line flag).

@@ -91,7 +91,13 @@ DEFAULT_THRESHOLDS: Mapping[str, float] = MappingProxyType(
 )
 #: Thresholds that are fractions and must lie in [0, 1].
 _RATIO_THRESHOLDS = frozenset(
-    {"accuracy_warning", "accuracy_critical", "quality_ratio", "estimated_accuracy", "label_coverage"}
+    {
+        "accuracy_warning",
+        "accuracy_critical",
+        "quality_ratio",
+        "estimated_accuracy",
+        "label_coverage",
+    }
 )
 
 FEATURE_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_.-]{0,63}")
@@ -347,7 +353,9 @@ def _is_number(value: Any) -> bool:
 
 
 def _class_str(value: Any) -> str:
-    """Classes and categories are strings; YAML/JSON numbers become ``str(value)``."""
+    """A reference value as a class or category string: whole floats (from a column that
+    pandas widened to float) lose their ``.0``; everything else is ``str(value)``, as the
+    collector does for JSON values."""
     if isinstance(value, float) and value.is_integer():
         return str(int(value))
     return str(value)
@@ -407,7 +415,9 @@ def _parse_document(source: str | bytes) -> Any:
         try:
             source = source.decode("utf-8-sig")
         except UnicodeDecodeError as exc:
-            raise SpecError([("spec", f"not UTF-8 text (byte {exc.start}); save it as UTF-8")]) from None
+            raise SpecError(
+                [("spec", f"not UTF-8 text (byte {exc.start}); save it as UTF-8")]
+            ) from None
     text = source.lstrip("\ufeff")
     if text.lstrip().startswith("{"):
         try:
@@ -474,7 +484,9 @@ def _build_spec(document: Any) -> ModelSpec:
         raise SpecError([("spec", "empty document; expected a mapping with task and features")])
     top = problems.mapping(document, "", _TOP_KEYS)
     if top is None:
-        raise SpecError([("spec", f"expected a mapping with task and features; got {_show(document)}")])
+        raise SpecError(
+            [("spec", f"expected a mapping with task and features; got {_show(document)}")]
+        )
 
     task: Task | None = None
     raw_task = top.get("task")
@@ -533,7 +545,7 @@ def _parse_classes(
         if isinstance(value, Mapping | list) or value is None:
             problems.add(f"classes[{i}]", f"expected a string or number, got {_show(value)}")
             continue
-        name = _class_str(value)
+        name = str(value)
         if not name or len(name) > MAX_CLASS_LENGTH:
             problems.add(f"classes[{i}]", f"expected 1 to {MAX_CLASS_LENGTH} characters")
         elif name in classes:
@@ -548,8 +560,8 @@ def _parse_classes(
     if task == "binary" and len(classes) == 2:
         if raw_positive is None:
             positive = classes[1]
-        elif _class_str(raw_positive) in classes:
-            positive = _class_str(raw_positive)
+        elif str(raw_positive) in classes:
+            positive = str(raw_positive)
         else:
             problems.add(
                 "positive_class",
@@ -633,7 +645,7 @@ def _parse_categories(raw: Any, path: str, problems: _Problems) -> tuple[str, ..
         if value is None or isinstance(value, Mapping | list):
             problems.add(f"{path}[{i}]", f"expected a string or number, got {_show(value)}")
             continue
-        text = _class_str(value)
+        text = str(value)
         if text in out:
             problems.add(f"{path}[{i}]", f"duplicate category {text!r}")
         else:
@@ -694,7 +706,9 @@ def _parse_window(raw: Any, problems: _Problems) -> tuple[float, float]:
             problems.add(f"window.{key}", str(exc))
             continue
         if seconds < 1 or not float(seconds).is_integer():
-            problems.add(f"window.{key}", f"expected whole seconds, at least 1s, got {_show(entry[key])}")
+            problems.add(
+                f"window.{key}", f"expected whole seconds, at least 1s, got {_show(entry[key])}"
+            )
             continue
         parsed[key] = seconds
     if len(parsed) != sum(key in entry for key in _WINDOW_KEYS):
@@ -815,9 +829,11 @@ def read_reference_frame(
             present = [c for c in parquet.schema_arrow.names if c in wanted]
             frame = parquet.read(columns=present).to_pandas()
         except (pa.ArrowException, OSError) as exc:
-            raise SpecError([("reference.path", f"{name}: not a readable Parquet file: {exc}")]) from None
+            raise SpecError(
+                [("reference.path", f"{name}: not a readable Parquet file: {exc}")]
+            ) from None
     else:
-        compression = "gzip" if data[:2] == b"\x1f\x8b" else None
+        compression: Literal["gzip"] | None = "gzip" if data[:2] == b"\x1f\x8b" else None
         try:
             frame = pd.read_csv(
                 io.BytesIO(data),
@@ -828,9 +844,13 @@ def read_reference_frame(
                 compression=compression,
             )
         except pd.errors.EmptyDataError:
-            raise SpecError([("reference.path", f"{name} is empty; expected a CSV with a header row")]) from None
+            raise SpecError(
+                [("reference.path", f"{name} is empty; expected a CSV with a header row")]
+            ) from None
         except (pd.errors.ParserError, UnicodeDecodeError, OSError, EOFError) as exc:
-            raise SpecError([("reference.path", f"{name}: not a readable CSV file: {exc}")]) from None
+            raise SpecError(
+                [("reference.path", f"{name}: not a readable CSV file: {exc}")]
+            ) from None
     return frame, name
 
 
@@ -922,9 +942,10 @@ def _numeric(series: pd.Series, what: str, path: str, problems: _Problems) -> np
 
 def _strings(series: pd.Series) -> np.ndarray:
     """An object array of str (ints and whole floats without '.0'), None for missing."""
+    missing = series.isna().to_numpy(dtype=bool)
     out = np.empty(len(series), dtype=object)
     for i, value in enumerate(series.astype(object).tolist()):
-        if value is None or (isinstance(value, float) and math.isnan(value)):
+        if missing[i]:
             out[i] = None
         elif isinstance(value, np.generic):
             out[i] = _class_str(value.item())
@@ -937,24 +958,20 @@ def _validate_reference(spec: ModelSpec, frame: pd.DataFrame, name: str) -> _Ref
     problems = _Problems()
     ref = spec.reference
     columns = set(frame.columns)
-    missing = [f"{f.name!r} (features[{i}])" for i, f in enumerate(spec.features) if f.name not in columns]
-    for key in ("prediction", "label"):
-        column = getattr(ref, key)
+    named = [(f"features[{i}]", f.name) for i, f in enumerate(spec.features)]
+    named += [("reference.prediction", ref.prediction), ("reference.label", ref.label)]
+    if ref.score is not None:
+        named.append(("reference.score", ref.score))
+    named += [(f"reference.probabilities[{i}]", c) for i, c in enumerate(ref.probabilities or ())]
+    for path, column in named:
         if column not in columns:
-            missing.append(f"{column!r} (reference.{key})")
-    if ref.score is not None and ref.score not in columns:
-        missing.append(f"{ref.score!r} (reference.score)")
-    if ref.probabilities is not None:
-        missing += [
-            f"{c!r} (reference.probabilities[{i}])"
-            for i, c in enumerate(ref.probabilities)
-            if c not in columns
-        ]
-    if missing:
-        raise SpecError([("reference", f"{name} lacks column(s) {', '.join(missing)}")])
+            problems.add(path, f"column {column!r} not found in {name}")
+    problems.raise_if_any()
     n = len(frame)
     if n == 0:
-        raise SpecError([("reference", f"{name} has no rows; it needs at least {MIN_REFERENCE_ROWS}")])
+        raise SpecError(
+            [("reference", f"{name} has no rows; it needs at least {MIN_REFERENCE_ROWS}")]
+        )
     if n < MIN_REFERENCE_ROWS:
         raise SpecError(
             [
@@ -986,8 +1003,9 @@ def _validate_reference(spec: ModelSpec, frame: pd.DataFrame, name: str) -> _Ref
         path = f"reference.{key}"
         if spec.task == "regression":
             values = _numeric(frame[column], what, path, problems)
-            if np.isnan(values).any():
-                problems.add(path, f"{what}: {_rows(np.isnan(values))} is empty")
+            empty = frame[column].isna().to_numpy(dtype=bool)
+            if empty.any():
+                problems.add(path, f"{what}: {_rows(empty)} is empty")
         else:
             values = _strings(frame[column])
             empty = np.array([v is None for v in values], dtype=bool)
@@ -1012,31 +1030,29 @@ def _validate_reference(spec: ModelSpec, frame: pd.DataFrame, name: str) -> _Ref
 def _reference_scores(
     spec: ModelSpec, frame: pd.DataFrame, name: str, problems: _Problems
 ) -> np.ndarray | None:
+    """Binary: P(positive) from the score column (or the positive class's probability
+    column); multiclass: the (n, k) probability matrix. ``None`` when the spec names no
+    such columns and the default ones are absent (estimation is then off)."""
     ref = spec.reference
     if spec.task == "regression":
         return None
     columns = set(frame.columns)
-    prob_columns = ref.probabilities or tuple(f"p_{c}" for c in spec.classes)
-    have_probs = all(c in columns for c in prob_columns)
     if spec.task == "binary":
         score_column = ref.score or "score"
-        if score_column in columns and (ref.score is not None or ref.probabilities is None):
+        if ref.score is not None or (ref.probabilities is None and score_column in columns):
             what = f"{name} column {score_column!r}"
             return _probability(frame[score_column], what, "reference.score", problems)
-        if not have_probs:
-            return None
-        assert spec.positive_class is not None
-        position = spec.classes.index(spec.positive_class)
+    prob_columns = ref.probabilities or tuple(f"p_{c}" for c in spec.classes)
+    if not all(c in columns for c in prob_columns):
+        return None
     matrix = np.column_stack(
         [
-            _probability(frame[c], f"{name} column {c!r}", f"reference.probabilities[{i}]", problems)
+            _probability(
+                frame[c], f"{name} column {c!r}", f"reference.probabilities[{i}]", problems
+            )
             for i, c in enumerate(prob_columns)
         ]
-        if have_probs
-        else [np.empty(len(frame))]
     )
-    if not have_probs:
-        return None
     sums = matrix.sum(axis=1)
     off = np.abs(sums - 1.0) > _PROBABILITY_SUM_TOLERANCE
     if off.any():
@@ -1045,12 +1061,15 @@ def _reference_scores(
             "reference.probabilities",
             f"{name}: probabilities must sum to 1 per row; {_rows(off)} sums to {sums[row]:.4g}",
         )
-    return matrix[:, position] if spec.task == "binary" else matrix
+    if spec.task == "binary":
+        assert spec.positive_class is not None
+        return np.ascontiguousarray(matrix[:, spec.classes.index(spec.positive_class)])
+    return matrix
 
 
 def _probability(series: pd.Series, what: str, path: str, problems: _Problems) -> np.ndarray:
     values = _numeric(series, what, path, problems)
-    empty = np.isnan(values)
+    empty = series.isna().to_numpy(dtype=bool)
     if empty.any():
         problems.add(path, f"{what}: {_rows(empty)} is empty; every reference row needs a score")
     outside = (values < 0) | (values > 1)

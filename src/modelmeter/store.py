@@ -43,7 +43,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-__all__ = ["LogRow", "ModelRecord", "PendingLabel", "StoredPrediction", "Store", "Transaction"]
+__all__ = ["LogRow", "ModelRecord", "PendingLabel", "Store", "StoredPrediction", "Transaction"]
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS models (
@@ -237,9 +237,7 @@ class Transaction:
     def expire(self, before: float) -> tuple[int, int]:
         """Delete predictions and pending labels received before ``before``."""
         a = self._conn.execute("DELETE FROM predictions WHERE received < ?", (before,)).rowcount
-        b = self._conn.execute(
-            "DELETE FROM pending_labels WHERE received < ?", (before,)
-        ).rowcount
+        b = self._conn.execute("DELETE FROM pending_labels WHERE received < ?", (before,)).rowcount
         return int(a), int(b)
 
 
@@ -328,9 +326,13 @@ class Store:
                 (model, *chunk),
             ):
                 found[row[0]] = StoredPrediction(
-                    row[0], row[1], float(row[2]), bytes(row[3]),
-                    None if row[4] is None else bytes(row[4]), bool(row[5]),
-                )  # fmt: skip
+                    row[0],
+                    row[1],
+                    float(row[2]),
+                    bytes(row[3]),
+                    None if row[4] is None else bytes(row[4]),
+                    bool(row[5]),
+                )
         return found
 
     def existing_prediction_ids(self, model: str, ids: Sequence[str]) -> set[str]:

@@ -62,6 +62,10 @@ class BucketRing:
         self._data: dict[str, FloatArray] = {
             name: np.zeros((n_buckets, *shape)) for name, shape in self._shapes.items()
         }
+        self._sizes = {name: int(np.prod(shape, dtype=np.int64)) for name, shape in shapes.items()}
+        self._flat = {
+            name: a.reshape(n_buckets, self._sizes[name]) for name, a in self._data.items()
+        }
         self._head: int | None = None
 
     @property
@@ -106,47 +110,53 @@ class BucketRing:
         head = self._head
         if head is None:
             raise ValueError("the ring has no head yet: call advance(time) first")
-        buckets = np.floor_divide(times, self.bucket_seconds).astype(np.int64)
+        buckets = (times // self.bucket_seconds).astype(np.int64)
         np.minimum(buckets, head, out=buckets)
-        slots = buckets % self.n_buckets
-        slots[buckets <= head - self.n_buckets] = self.n_buckets
+        slots: IntArray = buckets % self.n_buckets
+        old = buckets <= head - self.n_buckets
+        if old.any():
+            slots[old] = self.n_buckets
         return slots
 
     def add(
         self,
         name: str,
         slots: IntArray,
-        index: IntArray | None = None,
+        index: IntArray | int = 0,
         weights: FloatArray | None = None,
     ) -> FloatArray:
         """Count events into statistic ``name`` and return what they add over all time.
 
-        Each event adds ``weights[i]`` (default 1) at flat position ``index[i]`` (default 0) of
-        the statistic, in its slot. The return value (flat, like the statistic) includes the
-        events older than the window, for cumulative totals.
+        Each event ``i`` adds ``weights[..., i]`` (default 1) at flat position
+        ``index[..., i]`` (or at the one position ``index``) of the statistic, in its slot.
+        ``index`` may be 2-d, shape (m, n): m positions per event (e.g. one per feature).
+        The return value (flat, like the statistic) includes the events older than the
+        window, for cumulative totals.
         """
-        array = self._data[name]
-        size = int(np.prod(self._shapes[name], dtype=np.int64))
-        flat = array.reshape(self.n_buckets, size)
-        n = int(slots.shape[0])
+        size = self._sizes[name]
+        flat = self._flat[name]
+        n = slots.shape[0]
         if n == 0:
             return np.zeros(size)
         first = int(slots[0])
-        if int(slots.min()) == first and int(slots.max()) == first:
-            if index is None:
+        w = None if weights is None else weights.ravel()
+        if n == 1 or (slots.min() == first and slots.max() == first):
+            if isinstance(index, int):
                 total = np.zeros(size)
-                total[0] = float(n) if weights is None else float(np.sum(weights))
+                total[index] = float(n) if w is None else float(w.sum())
             else:
-                total = np.bincount(index, weights=weights, minlength=size).astype(np.float64)
+                total = np.bincount(index.ravel(), weights=w, minlength=size).astype(
+                    np.float64, copy=False
+                )
             if first < self.n_buckets:
                 flat[first] += total
             return total
-        position = slots * size if index is None else slots * size + index
-        counts = np.bincount(position, weights=weights, minlength=(self.n_buckets + 1) * size)
-        counts = counts.reshape(self.n_buckets + 1, size).astype(np.float64)
+        counts = np.bincount(
+            (slots * size + index).ravel(), weights=w, minlength=(self.n_buckets + 1) * size
+        ).reshape(self.n_buckets + 1, size)
         flat += counts[: self.n_buckets]
-        total: FloatArray = counts.sum(axis=0)
-        return total
+        summed: FloatArray = counts.sum(axis=0).astype(np.float64, copy=False)
+        return summed
 
     def add_dense(self, name: str, slot: int, values: FloatArray) -> None:
         """Add a whole array (shaped like the statistic) to one slot."""
@@ -186,6 +196,7 @@ class BucketRing:
                     f"{ring._data[name].shape}; was the configuration changed?"
                 )
             ring._data[name] = array
+            ring._flat[name] = array.reshape(ring.n_buckets, ring._sizes[name])
         head = data["head"]
         ring._head = None if head is None else int(head)
         return ring

@@ -1,0 +1,255 @@
+"""Ingest benchmark: events/s and request latency of one real collector over HTTP.
+
+    .venv/bin/python bench/ingest.py [--seconds 8] [--write-results]
+
+Starts the collector as its own process on 127.0.0.1 (fresh data directory, default
+settings: SQLite WAL, synchronous=FULL), registers a binary model with 20 numeric features,
+then runs a *separate client process* (httpx, one connection, requests back to back) for
+batches of 1, 100 and 1,000 events. Reports events/s, p50/p99 request latency, where the
+collector's time went (its ``/debug/timings`` perf_counter sums: validate, prepare, store,
+engine, parse), and the ``/metrics`` scrape time with 100 models x 25 features.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+import httpx
+import numpy as np
+import orjson
+
+ROOT = Path(__file__).resolve().parents[1]
+JSON = {"content-type": "application/json"}
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def reference_csv(n_features: int, n: int = 2000, seed: int = 0) -> bytes:
+    rng = np.random.default_rng(seed)
+    x = rng.normal(size=(n, n_features))
+    score = 1 / (1 + np.exp(-x[:, 0]))
+    lines = [",".join([*(f"f{i}" for i in range(n_features)), "prediction", "label", "score"])]
+    label = (rng.random(n) < score).astype(int)
+    for i in range(n):
+        row = [f"{v:.5f}" for v in x[i]] + [str(int(score[i] > 0.5)), str(label[i])]
+        lines.append(",".join([*row, f"{score[i]:.5f}"]))
+    return ("\n".join(lines) + "\n").encode()
+
+
+def spec(n_features: int, path: str) -> dict[str, Any]:
+    return {
+        "task": "binary",
+        "classes": ["0", "1"],
+        "features": [
+            {"name": f"f{i}", "type": "numeric", "range": [-6, 6]} for i in range(n_features)
+        ],
+        "reference": {"path": path, "score": "score"},
+    }
+
+
+# --- the client process ---------------------------------------------------------------------
+
+
+def client_main(url: str, batch: int, seconds: float, seed: int) -> None:
+    """Send pre-built batches back to back for ``seconds``; print a JSON result line."""
+    rng = np.random.default_rng(seed)
+    n_bodies = max(1, min(400, int(200_000 / batch)))
+    bodies = []
+    counter = 0
+    for _ in range(n_bodies):
+        x = rng.normal(size=(batch, 20)).round(5)
+        events = []
+        for row in x:
+            counter += 1
+            events.append({
+                "id": f"s{seed}-{counter}",
+                "features": {f"f{i}": float(v) for i, v in enumerate(row)},
+                "prediction": int(row[0] > 0),
+                "score": float(1 / (1 + np.exp(-row[0]))),
+                "latency_seconds": 0.004,
+            })  # fmt: skip
+        bodies.append(orjson.dumps({"predictions": events}))
+    latencies = []
+    sent = 0
+    with httpx.Client(base_url=url, timeout=30.0) as client:
+        client.post("/v1/models/bench/predictions", content=bodies[0], headers=JSON)  # warm-up
+        start = time.perf_counter()
+        i = 1
+        while time.perf_counter() - start < seconds:
+            body = bodies[i % n_bodies] if i < n_bodies else None
+            if body is None:  # ran out of fresh ids: stop rather than send duplicates
+                break
+            t0 = time.perf_counter()
+            response = client.post("/v1/models/bench/predictions", content=body, headers=JSON)
+            latencies.append(time.perf_counter() - t0)
+            assert response.status_code == 200, response.text
+            sent += response.json()["accepted"]
+            i += 1
+        elapsed = time.perf_counter() - start
+    print(json.dumps({"batch": batch, "events": sent, "seconds": elapsed,
+                      "p50": float(np.percentile(latencies, 50)),
+                      "p99": float(np.percentile(latencies, 99)),
+                      "requests": len(latencies)}))  # fmt: skip
+
+
+# --- the driver -------------------------------------------------------------------------------
+
+
+def start_collector(data_dir: Path, port: int) -> subprocess.Popen[bytes]:
+    argv = [sys.executable, "-m", "modelmeter.service", "--port", str(port),
+            "--data-dir", str(data_dir), "--log-level", "warning"]  # fmt: skip
+    proc = subprocess.Popen(argv, cwd=ROOT)
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline:
+        try:
+            if httpx.get(f"http://127.0.0.1:{port}/readyz", timeout=1).status_code == 200:
+                return proc
+        except httpx.HTTPError:
+            pass
+        time.sleep(0.1)
+    proc.kill()
+    raise SystemExit("the collector did not become ready")
+
+
+def timings(url: str) -> dict[str, float]:
+    return {k: float(v) for k, v in httpx.get(f"{url}/debug/timings").json().items()}
+
+
+def run_batch(url: str, batch: int, seconds: float, seed: int) -> dict[str, Any]:
+    before = timings(url)
+    out = subprocess.run(
+        [sys.executable, __file__, "--client", url, "--batch", str(batch),
+         "--seconds", str(seconds), "--seed", str(seed)],
+        capture_output=True, text=True, check=True,
+    )  # fmt: skip
+    result: dict[str, Any] = json.loads(out.stdout.strip().splitlines()[-1])
+    after = timings(url)
+    result["server"] = {k: after.get(k, 0.0) - before.get(k, 0.0) for k in after}
+    return result
+
+
+def scrape_time(tmp: Path) -> tuple[float, float, int]:
+    """Median and max /metrics time with 100 models x 25 features, each with a window of data."""
+    port = free_port()
+    proc = start_collector(tmp / "scrape-data", port)
+    url = f"http://127.0.0.1:{port}"
+    try:
+        ref = tmp / "ref25.csv"
+        ref.write_bytes(reference_csv(25, n=500))
+        body = orjson.dumps(spec(25, str(ref)))
+        rng = np.random.default_rng(5)
+        with httpx.Client(base_url=url, timeout=60) as c:
+            for m in range(100):
+                assert c.put(f"/v1/models/m{m}", content=body, headers=JSON).status_code == 201
+                x = rng.normal(size=(200, 25))
+                events = [{"id": str(i), "features": {f"f{j}": float(v) for j, v in enumerate(r)},
+                           "prediction": int(r[0] > 0), "label": int(r[1] > 0),
+                           "score": 0.6} for i, r in enumerate(x)]  # fmt: skip
+                c.post(f"/v1/models/m{m}/predictions", content=orjson.dumps(
+                    {"predictions": events}), headers=JSON)  # fmt: skip
+            times = []
+            size = 0
+            for _ in range(15):
+                t0 = time.perf_counter()
+                r = c.get("/metrics")
+                times.append(time.perf_counter() - t0)
+                size = len(r.content)
+        return float(np.median(times)), float(max(times)), size
+    finally:
+        proc.terminate()
+        proc.wait(timeout=30)
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--seconds", type=float, default=8.0)
+    parser.add_argument("--write-results", action="store_true",
+                        help="append an 'Ingest' section to bench/RESULTS.md")  # fmt: skip
+    parser.add_argument("--client", help=argparse.SUPPRESS)
+    parser.add_argument("--batch", type=int, default=1, help=argparse.SUPPRESS)
+    parser.add_argument("--seed", type=int, default=0, help=argparse.SUPPRESS)
+    args = parser.parse_args()
+    if args.client:
+        client_main(args.client, args.batch, args.seconds, args.seed)
+        return 0
+
+    tmp = Path(tempfile.mkdtemp(prefix="modelmeter-bench-"))
+    port = free_port()
+    proc = start_collector(tmp / "data", port)
+    url = f"http://127.0.0.1:{port}"
+    rows = []
+    try:
+        ref = tmp / "ref20.csv"
+        ref.write_bytes(reference_csv(20))
+        put = httpx.put(f"{url}/v1/models/bench", content=orjson.dumps(spec(20, str(ref))),
+                        headers=JSON, timeout=60)  # fmt: skip
+        assert put.status_code == 201, put.text
+        for seed, batch in enumerate((1, 100, 1000), start=1):
+            rows.append(run_batch(url, batch, args.seconds, seed))
+    finally:
+        proc.terminate()
+        proc.wait(timeout=30)
+    scrape_median, scrape_max, scrape_bytes = scrape_time(tmp)
+
+    lines = [
+        "| batch | requests | events/s | p50 latency | p99 latency | server time per event "
+        "(parse / validate / prepare / store / engine) |",
+        "| ---: | ---: | ---: | ---: | ---: | --- |",
+    ]
+    for r in rows:
+        s, n = r["server"], max(1.0, r["server"].get("events", 1.0))
+        parts = " / ".join(f"{s.get(k, 0.0) / n * 1e6:.1f}"
+                           for k in ("parse", "validate", "prepare", "store", "engine"))  # fmt: skip
+        lines.append(
+            f"| {r['batch']:,} | {r['requests']:,} | {r['events'] / r['seconds']:,.0f} | "
+            f"{r['p50'] * 1e3:.2f} ms | {r['p99'] * 1e3:.2f} ms | {parts} µs |"
+        )
+    scrape = (f"`/metrics` with 100 models x 25 features (200 events each): median "
+              f"{scrape_median * 1e3:.1f} ms, max {scrape_max * 1e3:.1f} ms over 15 scrapes, "
+              f"{scrape_bytes / 1024:.0f} KiB.")  # fmt: skip
+    cpu = "unknown CPU"
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                cpu = line.split(":", 1)[1].strip()
+                break
+    except OSError:
+        pass
+    machine = f"{cpu}, {os.cpu_count()} cores, Python {platform.python_version()}, {platform.system()}"
+    table = "\n".join(lines)
+    print(table)
+    print(scrape)
+    if args.write_results:
+        section = (
+            "\n## Ingest\n\n"
+            f"Command: `.venv/bin/python bench/ingest.py --seconds {args.seconds:g} "
+            "--write-results`\n\n"
+            f"Machine: {machine}. One collector process (uvicorn, 1 worker, SQLite WAL "
+            "`synchronous=FULL`); one client process (httpx, one connection, requests back to "
+            "back); 20 numeric features per event; every request is one SQLite transaction.\n\n"
+            f"{table}\n\n{scrape}\n"
+        )
+        results = ROOT / "bench" / "RESULTS.md"
+        if not results.exists():
+            results.write_text("# Benchmark results\n")
+        with results.open("a") as f:
+            f.write(section)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,144 @@
+"""Plotly figures of the dashboard: dark, quiet, and zoom that survives a refresh.
+
+Every figure carries a ``uirevision`` tied to the model, version and range, so a zoom or a
+hidden trace stays as it is across refreshes and resets only when the selection changes.
+
+>>> fig = line_figure({}, uirevision="m|v|15m", empty="No data yet")
+>>> fig["layout"]["annotations"][0]["text"]
+'No data yet'
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+__all__ = ["COLORS", "PALETTE", "line_figure"]
+
+COLORS = {
+    "bg": "#0f141b",
+    "panel": "#161d27",
+    "grid": "#243040",
+    "text": "#d5dde8",
+    "muted": "#7f8ea3",
+    "ok": "#3ecf8e",
+    "warning": "#f5c542",
+    "critical": "#ff5c5c",
+    "accent": "#4ea1ff",
+}
+PALETTE = (
+    "#4ea1ff",
+    "#3ecf8e",
+    "#f5a742",
+    "#c084fc",
+    "#ff7aa2",
+    "#5eead4",
+    "#facc15",
+    "#a3a3ff",
+)
+
+
+def _layout(uirevision: str, y_title: str, y_range: Sequence[float] | None) -> dict[str, Any]:
+    yaxis: dict[str, Any] = {
+        "title": {"text": y_title, "font": {"size": 12}},
+        "gridcolor": COLORS["grid"],
+        "zerolinecolor": COLORS["grid"],
+    }
+    if y_range is not None:
+        yaxis["range"] = list(y_range)
+    return {
+        "uirevision": uirevision,
+        "template": "plotly_dark",
+        "paper_bgcolor": COLORS["panel"],
+        "plot_bgcolor": COLORS["panel"],
+        "font": {"color": COLORS["text"], "size": 13},
+        "margin": {"l": 56, "r": 16, "t": 8, "b": 36},
+        "height": 260,
+        "hovermode": "x unified",
+        "legend": {"orientation": "h", "y": -0.22, "font": {"size": 11}},
+        "xaxis": {"type": "date", "gridcolor": COLORS["grid"], "title": {"text": ""}},
+        "yaxis": yaxis,
+    }
+
+
+def line_figure(
+    series: Mapping[str, Mapping[str, Sequence[Any]]],
+    uirevision: str,
+    empty: str,
+    y_title: str = "",
+    names: Mapping[str, str] | None = None,
+    dashed: Sequence[str] = (),
+    colors: Mapping[str, str] | None = None,
+    y_range: Sequence[float] | None = None,
+    scale: float = 1.0,
+    thresholds: Sequence[tuple[str, float, str]] = (),
+) -> dict[str, Any]:
+    """A time-series figure (a plain dict, JSON-able) from ``{key: {"t": [...], "v": [...]}}``.
+
+    Parameters
+    ----------
+    series: the lines, drawn in key order.
+    uirevision: keeps zoom across refreshes while it does not change.
+    empty: the message drawn when there is no line at all (says what to do).
+    names: display name per key; dashed: keys drawn dashed; colors: colour per key.
+    scale: multiplies every value (e.g. 1000 for ms).
+    thresholds: horizontal lines ``(label, y, colour)``.
+    """
+    layout = _layout(uirevision, y_title, y_range)
+    traces = []
+    for i, (key, points) in enumerate(series.items()):
+        color = (colors or {}).get(key, PALETTE[i % len(PALETTE)])
+        few = sum(v is not None for v in points["v"]) <= 3
+        traces.append(
+            {
+                "type": "scatter",
+                "mode": "lines+markers" if few else "lines",
+                "name": (names or {}).get(key, key),
+                "x": list(points["t"]),
+                "y": [None if v is None else v * scale for v in points["v"]],
+                "line": {"color": color, "width": 2, "dash": "dash" if key in dashed else "solid"},
+                "connectgaps": False,
+            }
+        )
+    shapes, annotations = [], []
+    for label, y, color in thresholds:
+        shapes.append(
+            {
+                "type": "line",
+                "xref": "paper",
+                "x0": 0,
+                "x1": 1,
+                "y0": y * scale,
+                "y1": y * scale,
+                "line": {"color": color, "width": 1, "dash": "dash"},
+            }
+        )
+        annotations.append(
+            {
+                "xref": "paper",
+                "x": 1,
+                "y": y * scale,
+                "xanchor": "right",
+                "yanchor": "bottom",
+                "text": label,
+                "showarrow": False,
+                "font": {"color": color, "size": 11},
+            }
+        )
+    if not traces:
+        annotations.append(
+            {
+                "xref": "paper",
+                "yref": "paper",
+                "x": 0.5,
+                "y": 0.5,
+                "text": empty,
+                "showarrow": False,
+                "font": {"color": COLORS["muted"], "size": 14},
+            }
+        )
+        layout["xaxis"]["visible"] = False
+        layout["yaxis"]["visible"] = False
+    layout["shapes"] = shapes
+    layout["annotations"] = annotations
+    return {"data": traces, "layout": layout}

@@ -1,0 +1,282 @@
+"""Turn one refresh's Prometheus answers into the plain, JSON-able view the panels draw.
+
+The view goes into a ``dcc.Store``; the render callbacks read only the view. Values the
+collector did not export stay ``None`` (drawn as "—"), never 0.
+
+>>> v = build_view(RawRefresh(Selection(None, None), 0.0, [], {"alerts": {"alerts": []}}, {}, 2))
+>>> v["model"] is None, v["calls"]
+(True, 2)
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Iterable, Mapping
+from datetime import UTC, datetime
+from typing import Any
+
+from modelmeter.dashboard.queries import RawRefresh, Selection
+
+__all__ = ["METRICS", "QUALITY_ISSUES", "build_view", "iso"]
+
+METRICS: tuple[tuple[str, str], ...] = (
+    ("accuracy", "Accuracy"),
+    ("precision", "Precision"),
+    ("recall", "Recall"),
+    ("f1_score", "F1"),
+)
+QUALITY_ISSUES = ("missing", "out_of_range", "unseen_category", "wrong_type")
+DRIFT_STATISTICS = ("psi", "jensen_shannon", "ks", "wasserstein", "chi2_pvalue")
+SEVERITY_ORDER = {"critical": 0, "warning": 1}
+
+
+def iso(ts: float) -> str:
+    """Unix seconds as an ISO-8601 UTC string without zone (what Plotly's date axis reads).
+
+    >>> iso(0)
+    '1970-01-01T00:00:00'
+    """
+    return datetime.fromtimestamp(ts, UTC).strftime("%Y-%m-%dT%H:%M:%S")
+
+
+def _num(text: Any) -> float | None:
+    try:
+        value = float(text)
+    except (TypeError, ValueError):
+        return None
+    return None if math.isnan(value) or math.isinf(value) else value
+
+
+def _vector(data: Any) -> list[tuple[dict[str, str], float | None]]:
+    if not data:
+        return []
+    return [(r["metric"], _num(r["value"][1])) for r in data.get("result", [])]
+
+
+def _matrix(data: Any) -> list[tuple[dict[str, str], list[str], list[float | None]]]:
+    if not data:
+        return []
+    out = []
+    for r in data.get("result", []):
+        times = [iso(float(t)) for t, _ in r["values"]]
+        values = [_num(v) for _, v in r["values"]]
+        out.append((r["metric"], times, values))
+    return out
+
+
+def _index(rows: Iterable[tuple[dict[str, str], float | None]]) -> dict[str, list[Any]]:
+    by_name: dict[str, list[Any]] = {}
+    for labels, value in rows:
+        by_name.setdefault(labels.get("__name__", ""), []).append((labels, value))
+    return by_name
+
+
+def _one(by_name: Mapping[str, list[Any]], name: str) -> float | None:
+    rows = by_name.get(name) or []
+    values = [v for _, v in rows if v is not None]
+    return values[0] if values else None
+
+
+def _rule(by_name: Mapping[str, list[Any]], metric: str) -> float | None:
+    """A recording-rule value ``model:<metric>:...`` when the rule exists, else ``None``."""
+    names = sorted(by_name, key=lambda n: (not n.endswith("_rate5m"), n))
+    for name in names:
+        if name.startswith(f"model:{metric}:"):
+            value = _one(by_name, name)
+            if value is not None:
+                return value
+    return None
+
+
+def _first(values: list[float | None]) -> float | None:
+    return next((v for v in values if v is not None), None)
+
+
+def _cards(by_name: Mapping[str, list[Any]], perf: Mapping[str, Any]) -> list[dict[str, Any]]:
+    cards = []
+    for metric, label in METRICS:
+        realized = _one(by_name, f"model_{metric}")
+        source = "collector"
+        if realized is None:
+            realized = _rule(by_name, metric)
+            source = "recording rule" if realized is not None else "collector"
+        cards.append(
+            {
+                "metric": metric,
+                "label": label,
+                "realized": realized,
+                "estimated": _one(by_name, f"model_estimated_{metric}"),
+                "labeled": _one(by_name, "model_window_labeled_predictions"),
+                "predictions": _one(by_name, "model_window_predictions"),
+                "start": _first(perf.get(f"model_{metric}", {}).get("v", [])),
+                "start_estimated": _first(perf.get(f"model_estimated_{metric}", {}).get("v", [])),
+                "source": source,
+            }
+        )
+    return cards
+
+
+def _drift(by_name: Mapping[str, list[Any]], threshold: float | None) -> list[dict[str, Any]]:
+    rows: dict[str, dict[str, Any]] = {}
+    for labels, value in by_name.get("model_feature_drift", []):
+        row = rows.setdefault(labels.get("feature", "?"), {})
+        row[labels.get("statistic", "?")] = value
+    for labels, value in by_name.get("model_feature_drift_detected", []):
+        rows.setdefault(labels.get("feature", "?"), {})["detected"] = bool(value)
+    out = []
+    for feature, row in rows.items():
+        psi = row.get("psi")
+        ratio = psi / threshold if psi is not None and threshold else None
+        item = {"feature": feature, "detected": bool(row.get("detected")), "ratio": ratio}
+        item.update({s: row.get(s) for s in DRIFT_STATISTICS})
+        out.append(item)
+
+    def severity(item: dict[str, Any]) -> tuple[int, float, str]:
+        return (0 if item["detected"] else 1, -(item["ratio"] or -1.0), item["feature"])
+
+    return sorted(out, key=severity)
+
+
+def _quality(by_name: Mapping[str, list[Any]]) -> list[dict[str, Any]]:
+    rows: dict[str, dict[str, Any]] = {}
+    for labels, value in by_name.get("model_feature_quality_ratio", []):
+        rows.setdefault(labels.get("feature", "?"), {})[labels.get("issue", "?")] = value
+    out = [{"feature": f, **{i: r.get(i) for i in QUALITY_ISSUES}} for f, r in rows.items()]
+    return sorted(out, key=lambda r: (-max(v or 0.0 for k, v in r.items() if k != "feature"),
+                                      r["feature"]))
+
+
+def _alerts(data: Any, model: str | None) -> tuple[list[dict[str, Any]], int]:
+    alerts, others = [], 0
+    for a in (data or {}).get("alerts", []):
+        labels, notes = a.get("labels", {}), a.get("annotations", {})
+        if labels.get("model") not in (None, model):
+            others += 1
+            continue
+        alerts.append(
+            {
+                "name": labels.get("alertname", "?"),
+                "severity": labels.get("severity", "warning"),
+                "state": a.get("state", "firing"),
+                "summary": notes.get("summary", ""),
+                "description": notes.get("description", ""),
+                "value": _num(a.get("value")),
+                "active_at": a.get("activeAt"),
+                "labels": {k: v for k, v in labels.items() if k not in ("alertname", "severity")},
+            }
+        )
+    alerts.sort(
+        key=lambda a: (a["state"] != "firing", SEVERITY_ORDER.get(a["severity"], 2), a["name"])
+    )
+    return alerts, others
+
+
+def _series(rows: Iterable[tuple[dict[str, str], list[str], list[float | None]]], key: str,
+            ) -> dict[str, dict[str, list[Any]]]:
+    out: dict[str, dict[str, list[Any]]] = {}
+    for labels, times, values in rows:
+        out[labels.get(key) or labels.get("__name__", "?")] = {"t": times, "v": values}
+    return out
+
+
+def _resources(raw: Any) -> dict[str, dict[str, list[Any]]]:
+    out: dict[str, dict[str, list[Any]]] = {}
+    for labels, times, values in _matrix(raw):
+        kind = labels.get("mm_series", "?")
+        who = labels.get("replica") or labels.get("instance") or "?"
+        prefix = "replica" if kind.startswith("serving") else "collector"
+        resource = "cpu" if kind.endswith("cpu") else "memory"
+        out[f"{resource}|{prefix} {who}"] = {"t": times, "v": values}
+    return out
+
+
+def build_view(raw: RawRefresh) -> dict[str, Any]:
+    """The JSON-able view of one refresh (see the module docstring)."""
+    sel: Selection = raw.selection
+    task = next(
+        (r["task"] for r in raw.catalog if (r["model"], r["version"]) == (sel.model, sel.version)),
+        "",
+    )
+    alerts, others = _alerts(raw.data.get("alerts"), sel.model)
+    view: dict[str, Any] = {
+        "time": raw.now,
+        "range_key": sel.range_key,
+        "model": sel.model,
+        "version": sel.version,
+        "task": task,
+        "catalog": raw.catalog,
+        "calls": raw.calls,
+        "errors": raw.errors,
+        "alerts": alerts,
+        "other_alerts": others,
+        "alerts_available": "alerts" not in raw.errors,
+    }
+    if sel.model is None:
+        return view
+    by_name = _index(_vector(raw.data.get("instant")))
+    derived: dict[str, float | None] = {}
+    for labels, value in _vector(raw.data.get("derived")):
+        key = labels.get("mm_series", "?")
+        if key.startswith("collector_") and derived.get(key) is not None and value is not None:
+            derived[key] = (derived[key] or 0.0) + value  # several collector shards: their sum
+        else:
+            derived[key] = value
+    thresholds = {
+        labels.get("threshold", "?"): value
+        for labels, value in by_name.get("model_alert_threshold", [])
+    }
+    perf = _series(_matrix(raw.data.get("perf")), "__name__")
+    replicas: dict[str, dict[str, Any]] = {}
+    for labels, value in by_name.get("model_serving_cpu_ratio", []):
+        replicas.setdefault(labels.get("replica", "?"), {})["cpu"] = value
+    for labels, value in by_name.get("model_serving_memory_bytes", []):
+        replicas.setdefault(labels.get("replica", "?"), {})["memory"] = value
+    view.update(
+        {
+            "has_data": bool(by_name),
+            "thresholds": thresholds,
+            "min_samples": _one(by_name, "model_min_samples"),
+            "window_seconds": _one(by_name, "model_window_seconds"),
+            "cards": _cards(by_name, perf),
+            "ops": {
+                k: derived.get(k)
+                for k in (
+                    "predictions_rate",
+                    "errors_rate",
+                    "latency_p50",
+                    "latency_p95",
+                    "latency_p99",
+                )
+            },
+            "window": {
+                "predictions": _one(by_name, "model_window_predictions"),
+                "errors": _one(by_name, "model_window_errors"),
+                "labeled": _one(by_name, "model_window_labeled_predictions"),
+            },
+            "labels": {
+                "coverage": _one(by_name, "model_label_coverage_ratio"),
+                "pending": _one(by_name, "model_pending_labels"),
+                "delay_p50": derived.get("label_delay_p50"),
+                "delay_p95": derived.get("label_delay_p95"),
+            },
+            "drift": _drift(by_name, thresholds.get("drift_psi")),
+            "drift_detected": _one(by_name, "model_drift_detected"),
+            "prediction_drift": {
+                labels.get("statistic", "?"): value
+                for labels, value in by_name.get("model_prediction_drift", [])
+            },
+            "quality": _quality(by_name),
+            "replicas": [{"replica": k, **v} for k, v in sorted(replicas.items())],
+            "collector": {
+                "cpu": derived.get("collector_cpu"),
+                "memory": derived.get("collector_memory"),
+            },
+            "series": {
+                "perf": perf,
+                "ops": _series(_matrix(raw.data.get("ops")), "mm_series"),
+                "drift": _series(_matrix(raw.data.get("drift")), "feature"),
+                "resources": _resources(raw.data.get("resources")),
+            },
+        }
+    )
+    return view

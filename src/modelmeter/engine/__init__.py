@@ -1,0 +1,42 @@
+"""The streaming engine: pure numpy/scipy statistics over a sliding window, no I/O, no clock.
+
+>>> from modelmeter.engine import FeatureSpec, MonitorConfig
+>>> MonitorConfig(task="regression", features=(FeatureSpec("x", "numeric"),)).n_buckets
+30
+"""
+
+from modelmeter.engine.batch import LabelBatch, PredictionBatch
+from modelmeter.engine.config import FeatureSpec, MonitorConfig, ReferenceData
+from modelmeter.engine.drift import PSI_EPSILON
+from modelmeter.engine.monitor import ModelMonitor
+from modelmeter.engine.operations import LABEL_DELAY_BOUNDS, LATENCY_BOUNDS
+from modelmeter.engine.quality import ISSUES
+from modelmeter.engine.snapshot import (
+    ClassFigures,
+    ClassificationFigures,
+    DriftFigures,
+    Histogram,
+    RegressionFigures,
+    Snapshot,
+)
+from modelmeter.engine.windows import BucketRing
+
+__all__ = [
+    "ISSUES",
+    "LABEL_DELAY_BOUNDS",
+    "LATENCY_BOUNDS",
+    "PSI_EPSILON",
+    "BucketRing",
+    "ClassFigures",
+    "ClassificationFigures",
+    "DriftFigures",
+    "FeatureSpec",
+    "Histogram",
+    "LabelBatch",
+    "ModelMonitor",
+    "MonitorConfig",
+    "PredictionBatch",
+    "ReferenceData",
+    "RegressionFigures",
+    "Snapshot",
+]

@@ -1,0 +1,291 @@
+"""Drift of a window against the reference, computed from binned counts.
+
+Binning is fitted once on the reference:
+
+* numeric: edges at the reference quantiles ``0, 1/B, ..., 1`` (``B = drift_bins``, ties
+  merged) plus an underflow bin (below the reference minimum) and an overflow bin (above its
+  maximum). Bins are ``[e0, e1), ..., [e(B-1), eB]``. Missing and infinite values are not
+  binned (they are data quality). Beside the counts the window keeps the sum of the values
+  in each bin, so each bin's mean is known.
+* categorical: the vocabulary (spec ``categories``, else the reference's values) plus
+  ``other``; missing values are not binned.
+
+Statistics, with reference proportions ``p`` and window proportions ``q`` over the bins:
+
+* PSI ``sum((q - p) * ln(q / p))`` with both proportions floored at ``PSI_EPSILON`` = 1e-4 (a
+  bin empty on one side would make it infinite).
+* Jensen-Shannon distance, base 2 (in [0, 1]), as ``scipy.spatial.distance.jensenshannon``.
+* KS: the largest CDF gap at the bin edges. It is a lower bound of the two-sample KS
+  statistic of the raw values, and exceeds it by at most the largest bin mass of either side.
+* Wasserstein-1 between the two distributions with each bin's mass put at the bin's mean
+  (computed exactly for those point masses), divided by the reference inter-quartile range
+  (the standard deviation if the IQR is 0, 1 if both are 0). By the triangle inequality the
+  error against the raw values is at most ``sum_i p_i * MAD_i(ref) + q_i * MAD_i(window)``,
+  MAD_i being the mean absolute deviation from the mean inside bin ``i`` (at most its width
+  for the interior bins); a pure shift of a smooth distribution comes out within a few %.
+* chi-square goodness-of-fit p-value of the window counts against the reference proportions
+  smoothed with 0.5 per bin (``(count + 0.5) / (n + 0.5 * bins)``) so that a bin the
+  reference never saw does not give an infinite statistic; ``bins - 1`` degrees of freedom.
+
+The Benjamini-Hochberg step-up procedure over the features' (and output's) p-values decides
+which ones drifted at false discovery rate ``drift_fdr``.
+
+>>> import numpy as np
+>>> rng = np.random.default_rng(0)
+>>> binning = NumericBinning(rng.normal(size=5000), bins=10)
+>>> same = binning.counts(rng.normal(size=5000))
+>>> shifted = binning.counts(rng.normal(1.0, 1.0, size=5000))
+>>> binning.psi(same) < 0.02 < 0.5 < binning.psi(shifted)
+True
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Mapping, Sequence
+from itertools import repeat
+
+import numpy as np
+import numpy.typing as npt
+from scipy import stats
+
+__all__ = [
+    "PSI_EPSILON",
+    "CategoricalBinning",
+    "NumericBinning",
+    "benjamini_hochberg",
+    "chi2_pvalue",
+    "jensen_shannon",
+    "psi",
+]
+
+PSI_EPSILON = 1e-4
+CHI2_SMOOTHING = 0.5
+NAN = float("nan")
+
+FloatArray = npt.NDArray[np.float64]
+IntArray = npt.NDArray[np.int64]
+
+
+def _proportions(counts: FloatArray) -> FloatArray:
+    total = float(counts.sum())
+    if total <= 0:
+        return np.full(counts.shape, np.nan)
+    proportions: FloatArray = counts / total
+    return proportions
+
+
+def psi(reference: FloatArray, current: FloatArray) -> float:
+    """Population stability index of two count (or proportion) vectors over the same bins.
+
+    >>> round(psi(np.array([50.0, 50.0]), np.array([80.0, 20.0])), 4)
+    0.4159
+    """
+    p = np.maximum(_proportions(reference), PSI_EPSILON)
+    q = np.maximum(_proportions(current), PSI_EPSILON)
+    return float(np.sum((q - p) * np.log(q / p)))
+
+
+def jensen_shannon(reference: FloatArray, current: FloatArray) -> float:
+    """Jensen-Shannon distance (base 2) of two count vectors over the same bins.
+
+    >>> jensen_shannon(np.array([1.0, 0.0]), np.array([0.0, 1.0]))
+    1.0
+    """
+    p = _proportions(reference)
+    q = _proportions(current)
+    m = (p + q) / 2.0
+
+    def kl(a: FloatArray) -> float:
+        nonzero = a > 0
+        return float(np.sum(a[nonzero] * np.log2(a[nonzero] / m[nonzero])))
+
+    divergence = (kl(p) + kl(q)) / 2.0
+    return math.sqrt(max(divergence, 0.0))
+
+
+def chi2_pvalue(reference: FloatArray, current: FloatArray) -> float:
+    """Chi-square goodness-of-fit p-value of ``current`` counts against smoothed reference
+    proportions (see the module docstring)."""
+    n = float(current.sum())
+    bins = current.shape[0]
+    if n <= 0 or bins < 2:
+        return NAN
+    expected_p = (reference + CHI2_SMOOTHING) / (float(reference.sum()) + CHI2_SMOOTHING * bins)
+    expected = n * expected_p
+    statistic = float(np.sum((current - expected) ** 2 / expected))
+    return float(stats.chi2.sf(statistic, bins - 1))
+
+
+def benjamini_hochberg(pvalues: Sequence[float], fdr: float) -> list[bool]:
+    """Which hypotheses the Benjamini-Hochberg step-up procedure rejects at level ``fdr``.
+
+    NaN p-values are not tested (never rejected) and do not count in the family size.
+
+    >>> benjamini_hochberg([0.01, 0.02, 0.03, float("nan"), 0.5], fdr=0.05)
+    [True, True, True, False, False]
+    """
+    values = np.asarray(pvalues, dtype=np.float64)
+    tested = np.flatnonzero(~np.isnan(values))
+    rejected = [False] * len(values)
+    m = tested.size
+    if m == 0:
+        return rejected
+    order = tested[np.argsort(values[tested], kind="stable")]
+    thresholds = fdr * np.arange(1, m + 1) / m
+    passing = np.flatnonzero(values[order] <= thresholds)
+    if passing.size:
+        for index in order[: passing[-1] + 1]:
+            rejected[int(index)] = True
+    return rejected
+
+
+class NumericBinning:
+    """Quantile bins of a numeric reference, with under- and overflow bins.
+
+    ``index(values)`` gives each value's bin (missing values land in the overflow bin and
+    must be subtracted by the caller, which counts them anyway); ``n_bins`` bins in all.
+    """
+
+    def __init__(self, reference: FloatArray, bins: int) -> None:
+        values = np.asarray(reference, dtype=np.float64)
+        values = values[np.isfinite(values)]
+        if values.size == 0:
+            raise ValueError("a numeric feature needs at least one finite reference value")
+        edges = np.unique(np.quantile(values, np.linspace(0.0, 1.0, bins + 1)))
+        self.edges: FloatArray = edges
+        # Search edges: e0 .. e(B-1) then just above eB, so that eB itself is in the last bin.
+        self.search_edges: FloatArray = np.append(edges[:-1], np.nextafter(edges[-1], np.inf))
+        self.low = float(edges[0])
+        self.high = float(edges[-1])
+        self.n_bins = int(self.search_edges.size + 1)
+        self.reference_counts: FloatArray = self.counts(values)
+        self.reference_sums: FloatArray = self.sums(values)
+        q25, q75 = np.quantile(values, [0.25, 0.75])
+        iqr = float(q75 - q25)
+        std = float(values.std())
+        self.scale = iqr if iqr > 0 else std if std > 0 else 1.0
+
+    def index(self, values: FloatArray) -> IntArray:
+        """Bin of each value: 0 underflow, 1..B quantile bins, B+1 overflow (and NaN)."""
+        found: IntArray = np.searchsorted(self.search_edges, values, side="right").astype(np.int64)
+        return found
+
+    def counts(self, values: FloatArray) -> FloatArray:
+        """Bin counts of finite values (for references and tests)."""
+        finite = values[np.isfinite(values)]
+        return np.bincount(self.index(finite), minlength=self.n_bins).astype(np.float64)
+
+    def sums(self, values: FloatArray) -> FloatArray:
+        """Per-bin sums of finite values (for references and tests)."""
+        finite = values[np.isfinite(values)]
+        sums: FloatArray = np.bincount(self.index(finite), weights=finite, minlength=self.n_bins)
+        return sums
+
+    def psi(self, counts: FloatArray) -> float:
+        """PSI of window ``counts`` against the reference."""
+        return psi(self.reference_counts, counts)
+
+    def ks(self, counts: FloatArray) -> float:
+        """Largest gap of the two CDFs at the bin edges."""
+        p = _proportions(self.reference_counts)
+        q = _proportions(counts)
+        return float(np.max(np.abs(np.cumsum(p - q)[:-1]))) if counts.sum() > 0 else NAN
+
+    def wasserstein(self, counts: FloatArray, sums: FloatArray) -> float:
+        """Normalised Wasserstein-1 distance of the window (bin ``counts`` and value ``sums``)
+        to the reference, each bin's mass placed at its mean."""
+        if counts.sum() <= 0:
+            return NAN
+        reference = _bin_masses(self.reference_counts, self.reference_sums)
+        current = _bin_masses(counts, sums)
+        return _discrete_wasserstein(*reference, *current) / self.scale
+
+
+def _bin_masses(counts: FloatArray, sums: FloatArray) -> tuple[FloatArray, FloatArray]:
+    """(positions, weights): the mean and the proportion of each non-empty bin."""
+    filled = counts > 0
+    return sums[filled] / counts[filled], counts[filled] / counts.sum()
+
+
+def _discrete_wasserstein(
+    a: FloatArray, a_weights: FloatArray, b: FloatArray, b_weights: FloatArray
+) -> float:
+    """Exact Wasserstein-1 distance of two weighted point sets: integral of |CDF_a - CDF_b|."""
+    points = np.concatenate([a, b])
+    order = np.argsort(points, kind="stable")
+    weights_a = np.concatenate([a_weights, np.zeros(b.size)])[order]
+    weights_b = np.concatenate([np.zeros(a.size), b_weights])[order]
+    gaps = np.abs(np.cumsum(weights_a) - np.cumsum(weights_b))[:-1]
+    return float(np.sum(gaps * np.diff(points[order])))
+
+
+class CategoricalBinning:
+    """Vocabulary bins plus ``other`` (an extra code marks missing values, not a bin).
+
+    >>> binning = CategoricalBinning(("a", "b"))
+    >>> binning.index(np.array(["b", None, "z", "a"], dtype=object)).tolist()
+    [1, 3, 2, 0]
+    """
+
+    def __init__(self, vocabulary: Sequence[str], reference: FloatArray | None = None) -> None:
+        self.vocabulary = tuple(vocabulary)
+        self.other = len(self.vocabulary)
+        self.missing = self.other + 1
+        self.n_bins = self.other + 1
+        self._codes: dict[object, int] = {value: i for i, value in enumerate(self.vocabulary)}
+        self._codes[None] = self.missing
+        self.reference_counts: FloatArray = (
+            np.zeros(self.n_bins) if reference is None else np.asarray(reference, np.float64)
+        )
+
+    @classmethod
+    def fit(
+        cls, values: npt.NDArray[np.generic], categories: Sequence[str] | None = None
+    ) -> CategoricalBinning:
+        """Bins from spec ``categories`` or, without them, the reference values' vocabulary."""
+        if categories is None:
+            seen = {v for v in values.tolist() if v is not None and isinstance(v, str)}
+            categories = sorted(seen)
+        binning = cls(categories)
+        codes = binning.index(values)
+        binning.reference_counts = np.bincount(
+            codes[codes < binning.n_bins], minlength=binning.n_bins
+        ).astype(np.float64)
+        return binning
+
+    def index(self, values: npt.NDArray[np.generic]) -> IntArray:
+        """Code of each value: its vocabulary index, ``other``, or ``missing`` (None).
+
+        A value that cannot be looked up (unhashable) is ``other``.
+        """
+        codes = self._codes
+        try:
+            return np.fromiter(map(codes.get, values, repeat(self.other)), np.int64, len(values))
+        except TypeError:
+            return np.fromiter(
+                (codes.get(v, self.other) if _hashable(v) else self.other for v in values),
+                np.int64,
+                len(values),
+            )
+
+    def psi(self, counts: FloatArray) -> float:
+        """PSI of window ``counts`` against the reference."""
+        return psi(self.reference_counts, counts)
+
+
+def _hashable(value: object) -> bool:
+    try:
+        hash(value)
+    except TypeError:
+        return False
+    return True
+
+
+def reference_mapping(
+    features: Mapping[str, npt.NDArray[np.generic]], name: str
+) -> npt.NDArray[np.generic]:
+    """The reference column of feature ``name``; ValueError if the reference lacks it."""
+    if name not in features:
+        raise ValueError(f"reference data has no column for feature {name!r}")
+    return features[name]

@@ -1,0 +1,101 @@
+"""``create_app(settings)``: the collector as an ASGI app, built from its settings only.
+
+The lifespan opens the store, restores every model (checkpoint + log replay), builds the
+Prometheus registry, runs the housekeeping timer (checkpoints, TTL expiry) and writes a last
+checkpoint at shutdown. Shared objects live on ``app.state``; there are no globals.
+
+>>> import tempfile
+>>> from fastapi.testclient import TestClient
+>>> app = create_app(Settings(data_dir=tempfile.mkdtemp()))
+>>> with TestClient(app) as client:
+...     client.get("/healthz").json()
+{'status': 'ok'}
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import time
+from collections.abc import AsyncIterator
+
+import anyio.to_thread
+from fastapi import FastAPI, Request
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import JSONResponse
+
+from modelmeter import __version__
+from modelmeter.exposition import build_registry
+from modelmeter.service.hub import Hub
+from modelmeter.service.ingest import IngestError
+from modelmeter.service.routes import router
+from modelmeter.settings import Settings
+from modelmeter.spec import SpecError
+from modelmeter.store import Store
+
+__all__ = ["create_app"]
+
+log = logging.getLogger("modelmeter.collector")
+
+
+async def _housekeeping(hub: Hub, settings: Settings) -> None:
+    """Checkpoint every ``checkpoint_interval``; expire old predictions/labels every minute."""
+    interval = settings.checkpoint_interval_seconds
+    expire_every = min(60.0, max(1.0, settings.label_ttl_seconds / 10))
+    last_expiry = 0.0
+    while True:
+        await asyncio.sleep(interval)
+        try:
+            await anyio.to_thread.run_sync(hub.checkpoint)
+            if time.monotonic() - last_expiry >= expire_every:
+                last_expiry = time.monotonic()
+                await anyio.to_thread.run_sync(hub.expire, time.time())
+        except Exception:  # keep the timer alive; the next round retries
+            log.exception("housekeeping failed")
+
+
+def create_app(settings: Settings) -> FastAPI:
+    """The collector app for ``settings`` (serve it with one uvicorn worker)."""
+
+    @contextlib.asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        store = Store(settings.database_path, settings.sqlite_synchronous)
+        hub = Hub(settings, store)
+        app.state.hub = hub
+        app.state.registry = build_registry(lambda: hub.state(time.time()))
+        await anyio.to_thread.run_sync(hub.load)
+        log.info("collector ready: %d models restored from %s", len(hub.models), store.path)
+        task = asyncio.create_task(_housekeeping(hub, settings))
+        try:
+            yield
+        finally:
+            task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
+            await anyio.to_thread.run_sync(hub.checkpoint)
+            store.close()
+
+    app = FastAPI(
+        title="modelmeter collector",
+        version=__version__,
+        description="Ingests prediction events and labels; serves model metrics to Prometheus.",
+        lifespan=lifespan,
+    )
+    app.state.settings = settings
+    app.include_router(router)
+
+    @app.exception_handler(IngestError)
+    async def ingest_error(request: Request, exc: IngestError) -> JSONResponse:
+        headers = {"WWW-Authenticate": "Bearer"} if exc.status == 401 else None
+        return JSONResponse({"detail": exc.detail}, status_code=exc.status, headers=headers)
+
+    @app.exception_handler(SpecError)
+    async def spec_error(request: Request, exc: SpecError) -> JSONResponse:
+        return JSONResponse({"detail": f"invalid spec: {exc}"}, status_code=422)
+
+    @app.exception_handler(RequestValidationError)
+    async def validation_error(request: Request, exc: RequestValidationError) -> JSONResponse:
+        return JSONResponse({"detail": str(exc.errors())[:500]}, status_code=422)
+
+    return app

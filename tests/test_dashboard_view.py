@@ -1,0 +1,177 @@
+"""The dashboard without a browser: formatting, empty states, settings, auth, tick skipping."""
+
+from __future__ import annotations
+
+import argparse
+import socket
+import threading
+import time
+from collections.abc import Iterator
+from typing import Any
+
+import pytest
+from dash.exceptions import PreventUpdate
+
+from modelmeter.dashboard import format as fmt
+from modelmeter.dashboard.app import Fetcher, create_app
+from modelmeter.dashboard.cli import configure, settings_from
+from modelmeter.dashboard.layout import GRAPHS, IDS, build_layout
+from modelmeter.dashboard.panels import NO_MODEL, _since, render_view
+from modelmeter.dashboard.queries import PromClient, PromUnavailable, RawRefresh, Selection
+from modelmeter.dashboard.view import build_view
+
+
+def test_formatting_never_turns_missing_into_zero() -> None:
+    for f in (fmt.ratio, fmt.delta, fmt.percent, fmt.count, fmt.rate, fmt.seconds, fmt.bytes_):
+        assert f(None) == "—"
+    assert fmt.ratio(0.0) == "0.000"
+    assert fmt.seconds(0.5) == "500.0 ms" and fmt.seconds(90) == "90.0 s"
+    assert fmt.seconds(600) == "10.0 min" and fmt.seconds(7200) == "2.0 h"
+    assert fmt.bytes_(512) == "512 B" and fmt.bytes_(1536) == "1.5 KiB"
+    assert fmt.rate(0.25) == "0.250/s" and fmt.rate(0) == "0.0/s"
+    assert fmt.ago(10_000, 10_000 - 7200) == "2.0 h ago"
+
+
+def test_since_reads_prometheus_timestamps_with_nanoseconds() -> None:
+    assert _since("2026-01-02T03:04:05.123456789Z", 1767323045.0 + 65).startswith(
+        "since 2026-01-02 03:04:05 UTC (1 min ago)"
+    )
+    assert _since(None, 0.0) == ""
+
+
+def _empty_answers() -> dict[str, Any]:
+    empty_vector = {"resultType": "vector", "result": []}
+    empty_matrix = {"resultType": "matrix", "result": []}
+    return {
+        "alerts": {"alerts": []},
+        "instant": empty_vector,
+        "derived": empty_vector,
+        "perf": empty_matrix,
+        "ops": empty_matrix,
+        "drift": empty_matrix,
+        "resources": empty_matrix,
+    }
+
+
+def test_no_model_says_what_to_do() -> None:
+    view = build_view(RawRefresh(Selection(None, None), 1.0, [], {"alerts": None}, {}, 2))
+    out = render_view(view)
+    assert out["main_hidden"] and not out["empty_hidden"]
+    assert NO_MODEL in str(out["empty"]) and "README, Quick start" in NO_MODEL
+
+
+def test_a_model_without_data_shows_hints_in_every_panel() -> None:
+    catalog = [{"model": "m", "version": "v1", "task": "binary"}]
+    view = build_view(RawRefresh(Selection("m", "v1"), 1.0, catalog, _empty_answers(), {}, 8))
+    out = render_view(view)
+    assert not out["main_hidden"]
+    text = str(out)
+    for hint in ("waiting for ≥", "No active alerts for m", "No drift figures yet",
+                 "No data-quality figures yet", "No labels yet", "No serving replica"):
+        assert hint in text, hint
+    for graph in GRAPHS:
+        figure = out["figures"][graph]
+        assert figure["data"] == []
+        assert figure["layout"]["annotations"][-1]["text"]  # the empty message
+        assert figure["layout"]["uirevision"] == "m|v1|15m"
+
+
+def test_alert_store_without_alerts_api_is_explained() -> None:
+    catalog = [{"model": "m", "version": "v1", "task": "binary"}]
+    answers = _empty_answers() | {"alerts": None}
+    view = build_view(
+        RawRefresh(Selection("m", "v1"), 1.0, catalog, answers, {"alerts": "404"}, 8)
+    )
+    assert "does not serve /api/v1/alerts" in str(render_view(view)["alerts"])
+
+
+def test_layout_has_every_component_the_callbacks_use() -> None:
+    text = str(build_layout(2.0))
+    for component_id in [*IDS.values(), *GRAPHS]:
+        assert f"'{component_id}'" in text, component_id
+
+
+def _args(*argv: str) -> argparse.Namespace:
+    parser = argparse.ArgumentParser()
+    configure(parser)
+    return parser.parse_args(list(argv))
+
+
+def test_settings_environment_and_flags() -> None:
+    s = settings_from(_args(), {"PROM_URL": "http://vm:8428", "PORT": "9000"})
+    assert (s.prom_url, s.port, s.host, s.refresh_seconds) == ("http://vm:8428", 9000,
+                                                               "127.0.0.1", 2.0)
+    s = settings_from(_args("--port", "8123", "--host", "0.0.0.0"), {"PORT": "9000"})
+    assert (s.port, s.host) == (8123, "0.0.0.0")
+    with pytest.raises(ValueError, match="PORT='x'"):
+        settings_from(_args(), {"PORT": "x"})
+    with pytest.raises(ValueError, match="MODELMETER_DASHBOARD_PASSWORD"):
+        settings_from(_args(), {"MODELMETER_DASHBOARD_USER": "ops"})
+    with pytest.raises(ValueError, match="MODELMETER_DASHBOARD_REFRESH"):
+        settings_from(_args(), {"MODELMETER_DASHBOARD_REFRESH": "soon"})
+
+
+def test_basic_auth_protects_every_page() -> None:
+    app = create_app("http://127.0.0.1:9", basic_auth=("ops", "s3cret"))
+    client = app.server.test_client()
+    denied = client.get("/")
+    assert denied.status_code == 401
+    assert "Basic" in denied.headers["WWW-Authenticate"]
+    assert client.get("/", headers={"Authorization": "Basic b3BzOndyb25n"}).status_code == 401
+    ok = client.get("/", headers={"Authorization": "Basic b3BzOnMzY3JldA=="})  # ops:s3cret
+    assert ok.status_code == 200 and b"modelmeter" in ok.data
+    assert create_app("http://127.0.0.1:9").server.test_client().get("/").status_code == 200
+
+
+@pytest.fixture
+def silent_server() -> Iterator[str]:
+    """A TCP server that accepts connections and never answers: a hung Prometheus."""
+    sock = socket.socket()
+    sock.bind(("127.0.0.1", 0))
+    sock.listen(16)
+    held: list[socket.socket] = []
+    stop = threading.Event()
+
+    def accept() -> None:
+        sock.settimeout(0.1)
+        while not stop.is_set():
+            try:
+                held.append(sock.accept()[0])
+            except OSError:
+                continue
+
+    thread = threading.Thread(target=accept, daemon=True)
+    thread.start()
+    yield f"http://127.0.0.1:{sock.getsockname()[1]}"
+    stop.set()
+    thread.join()
+    for conn in held:
+        conn.close()
+    sock.close()
+
+
+def test_a_hung_prometheus_times_out_and_ticks_do_not_pile_up(silent_server: str) -> None:
+    client = PromClient(silent_server, timeout=0.5)
+    fetcher = Fetcher(client, max_age=1.0)
+    sel = Selection("m", "v1")
+    outcome: list[BaseException] = []
+
+    def slow_fetch() -> None:
+        try:
+            fetcher.fetch(sel)
+        except BaseException as exc:
+            outcome.append(exc)
+
+    started = time.monotonic()
+    first = threading.Thread(target=slow_fetch)
+    first.start()
+    while client.calls < 2:  # the first fetch is waiting on the silent server
+        time.sleep(0.01)
+    with pytest.raises(PreventUpdate):  # the next tick is skipped, not queued
+        fetcher.fetch(sel)
+    first.join()
+    elapsed = time.monotonic() - started
+    assert isinstance(outcome[0], PromUnavailable) and "Timeout" in str(outcome[0])
+    assert elapsed < 1.5  # one timeout (calls run in parallel), not one per call
+    assert client.calls == 2
+    client.close()

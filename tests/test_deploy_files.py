@@ -1,0 +1,411 @@
+"""The container and deployment files are consistent with the repository and with each other.
+
+No Docker engine is needed (none exists where this was written): the Dockerfiles, the Compose
+file and the Render blueprint are checked as text; every PromQL expression of the Grafana
+dashboard and of the shipped rules is parsed by the real ``promtool``. The CLI linters (hadolint,
+the Compose JSON schema) run in ``deploy/checks/containers.sh``.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+import shlex
+import shutil
+import subprocess
+from pathlib import Path
+from typing import Any
+
+import pytest
+import yaml
+
+from helpers import DEPLOY, REPO, require_binary
+
+DOCKERFILES = sorted(REPO.glob("Dockerfile*"))
+COMPOSE = REPO / "docker-compose.yml"
+RENDER = REPO / "render.yaml"
+GRAFANA = DEPLOY / "grafana"
+DASHBOARD_JSON = GRAFANA / "dashboards" / "modelmeter.json"
+DATA_DIR = "/data"
+
+
+# ---------------------------------------------------------------- Dockerfiles
+
+
+def instructions(path: Path) -> list[tuple[str, str]]:
+    """(INSTRUCTION, arguments) of a Dockerfile, continuation lines joined, comments dropped."""
+    lines: list[str] = []
+    pending = ""
+    for raw in path.read_text().splitlines():
+        stripped = raw.strip()
+        if not pending and (not stripped or stripped.startswith("#")):
+            continue
+        if stripped.startswith("#"):
+            continue
+        if stripped.endswith("\\"):
+            pending += stripped[:-1] + " "
+            continue
+        lines.append(pending + stripped)
+        pending = ""
+    result = []
+    for line in lines:
+        keyword, _, rest = line.partition(" ")
+        result.append((keyword.upper(), rest.strip()))
+    return result
+
+
+def final_stage(path: Path) -> list[tuple[str, str]]:
+    steps = instructions(path)
+    starts = [i for i, (k, _) in enumerate(steps) if k == "FROM"]
+    assert starts, f"{path.name}: no FROM"
+    return steps[starts[-1] :]
+
+
+def dockerignored() -> set[str]:
+    lines = (REPO / ".dockerignore").read_text().splitlines()
+    return {line.strip() for line in lines if line.strip() and not line.startswith("#")}
+
+
+def test_there_are_three_dockerfiles() -> None:
+    assert [p.name for p in DOCKERFILES] == [
+        "Dockerfile",
+        "Dockerfile.collector",
+        "Dockerfile.dashboard",
+    ]
+
+
+@pytest.mark.parametrize("dockerfile", DOCKERFILES, ids=lambda p: p.name)
+def test_every_copied_path_exists_and_is_in_the_build_context(dockerfile: Path) -> None:
+    ignored = dockerignored()
+    copies = [args for keyword, args in instructions(dockerfile) if keyword in ("COPY", "ADD")]
+    assert copies, f"{dockerfile.name} copies nothing"
+    checked = 0
+    for args in copies:
+        words = shlex.split(args)
+        if any(w.startswith("--from=") for w in words):
+            continue
+        sources = [w for w in words if not w.startswith("--")][:-1]
+        for source in sources:
+            assert (REPO / source).exists(), f"{dockerfile.name}: COPY {source}: no such path"
+            top = Path(source).parts[0]
+            assert top not in ignored, f"{dockerfile.name}: {source} is excluded by .dockerignore"
+            checked += 1
+    assert checked
+
+
+@pytest.mark.parametrize("dockerfile", DOCKERFILES, ids=lambda p: p.name)
+def test_images_are_slim_pinned_non_root_and_health_checked(dockerfile: Path) -> None:
+    steps = instructions(dockerfile)
+    args = dict(
+        a.split("=", 1) for k, a in steps if k == "ARG" and "=" in a and steps.index((k, a)) == 0
+    )
+    base = args.get("PYTHON_IMAGE", "")
+    assert re.fullmatch(r"python:3\.11[.\d]*-slim-bookworm(@sha256:[0-9a-f]{64})?", base), base
+    last = final_stage(dockerfile)
+    users = [a for k, a in last if k == "USER"]
+    assert users and users[-1].split(":")[0] not in ("root", "0"), "the image must not run as root"
+    assert any(k == "HEALTHCHECK" for k, _ in last), "no HEALTHCHECK"
+    assert any(k == "CMD" for k, _ in last), "no CMD"
+
+
+@pytest.mark.parametrize("dockerfile", DOCKERFILES, ids=lambda p: p.name)
+def test_healthcheck_command_is_valid_python(dockerfile: Path) -> None:
+    (check,) = [a for k, a in final_stage(dockerfile) if k == "HEALTHCHECK"]
+    argv = json.loads(check[check.index("CMD") + 3 :])
+    assert argv[:2] == ["python", "-c"], argv
+    compile(argv[2], f"{dockerfile.name} HEALTHCHECK", "exec")
+    assert "127.0.0.1" in argv[2]
+
+
+def test_single_container_runs_the_whole_stack_on_port_and_data_volume() -> None:
+    steps = final_stage(REPO / "Dockerfile")
+    text = "\n".join(f"{k} {a}" for k, a in steps)
+    cmd = json.loads(next(a for k, a in steps if k == "CMD"))
+    assert cmd[:2] == ["modelmeter", "up"]
+    assert cmd[cmd.index("--host") + 1] == "0.0.0.0"
+    assert cmd[cmd.index("--data-dir") + 1] == DATA_DIR
+    assert json.loads(next(a for k, a in steps if k == "VOLUME")) == [DATA_DIR]
+    assert "PORT=8050" in text
+    assert "prometheus-alertmanager=" in text and "prometheus=" in text
+
+
+def _pinned_debian_versions() -> dict[str, str]:
+    steps = instructions(REPO / "Dockerfile")
+    args = dict(a.split("=", 1) for k, a in steps if k == "ARG" and "=" in a)
+    return {
+        "prometheus": args["PROMETHEUS_VERSION"],
+        "prometheus-alertmanager": args["ALERTMANAGER_VERSION"],
+    }
+
+
+@pytest.mark.parametrize("package", ["prometheus", "prometheus-alertmanager"])
+def test_debian_pins_match_the_packages_the_tests_run(package: str) -> None:
+    """The image installs the very Prometheus/Alertmanager versions this machine tests with."""
+    if shutil.which("dpkg-query") is None:
+        pytest.skip("not a Debian machine: cannot compare the pinned package versions")
+    installed = subprocess.run(
+        ["dpkg-query", "-W", "-f=${Version}", package], capture_output=True, text=True
+    )
+    if installed.returncode != 0:
+        require_binary(package)  # fails under CI, skips elsewhere
+        pytest.skip(f"{package} is not a Debian package here")
+    pinned = _pinned_debian_versions()[package]
+    assert installed.stdout == pinned, (
+        f"Dockerfile pins {package}={pinned} but the tests run {installed.stdout}; "
+        "update the ARG in Dockerfile (apt-cache policy shows the candidate)"
+    )
+
+
+def test_dockerignore_keeps_the_build_context_small() -> None:
+    ignored = dockerignored()
+    for name in (".git", ".venv", "bench/.venv-peers", "modelmeter-data"):
+        assert name in ignored
+    for needed in ("src", "deploy", "pyproject.toml", "README.md"):
+        assert needed not in ignored
+
+
+# ---------------------------------------------------------------- docker-compose.yml
+
+
+@pytest.fixture(scope="module")
+def compose() -> dict[str, Any]:
+    return dict(yaml.safe_load(COMPOSE.read_text()))
+
+
+def test_compose_services_and_profiles(compose: dict[str, Any]) -> None:
+    services = compose["services"]
+    assert set(services) >= {"collector", "prometheus", "alertmanager", "dashboard", "demo"}
+    assert services["demo"]["profiles"] == ["demo"]
+    for name in ("collector", "prometheus", "alertmanager", "dashboard"):
+        assert "profiles" not in services[name], f"{name} must start by default"
+    assert services["dashboard"]["environment"]["PROM_URL"] == "http://prometheus:9090"
+
+
+def test_compose_builds_and_images_are_pinned(compose: dict[str, Any]) -> None:
+    for name, service in compose["services"].items():
+        build = service.get("build")
+        if build:
+            assert (REPO / build["context"] / build["dockerfile"]).is_file(), name
+        image = service.get("image", "")
+        if not build and image != "modelmeter-collector:local":
+            assert re.fullmatch(r"[\w./-]+:v?\d+\.\d+\.\d+", image), f"{name}: pin {image!r}"
+
+
+def test_compose_state_lives_in_named_volumes(compose: dict[str, Any]) -> None:
+    declared = set(compose["volumes"])
+    used: set[str] = set()
+    for name, service in compose["services"].items():
+        for volume in service.get("volumes", []):
+            source, target = volume.split(":")[:2]
+            if source.startswith("."):
+                assert (REPO / source).exists(), f"{name}: bind mount {source} does not exist"
+            else:
+                assert source in declared, f"{name}: volume {source} is not declared"
+                used.add(source)
+    assert used == declared, f"declared but unused: {declared - used}"
+    stateful = {"collector": DATA_DIR, "prometheus": "/prometheus", "alertmanager": "/alertmanager"}
+    for name, target in stateful.items():
+        targets = [v.split(":")[1] for v in compose["services"][name]["volumes"]]
+        assert target in targets, f"{name} keeps its data outside a volume"
+
+
+def test_compose_prometheus_config_is_valid_and_finds_the_rules(
+    compose: dict[str, Any], tmp_path: Path
+) -> None:
+    promtool = require_binary("promtool")
+    service = compose["services"]["prometheus"]
+    (config_ref,) = service["configs"]
+    text = compose["configs"][config_ref["source"]]["content"]
+    config = yaml.safe_load(text)
+    (job,) = config["scrape_configs"]
+    assert job["job_name"] == "modelmeter"  # the job the alert rules watch
+    targets = [t for sc in job["static_configs"] for t in sc["targets"]]
+    assert targets == ["collector:8000"]
+    am = config["alerting"]["alertmanagers"][0]["static_configs"][0]["targets"]
+    assert am == ["alertmanager:9093"]
+    # The rule glob points where the rules are mounted.
+    mounts = dict(v.split(":")[:2] for v in service["volumes"])
+    (rule_glob,) = config["rule_files"]
+    mounted_dir = next(src for src, dst in mounts.items() if rule_glob.startswith(dst + "/"))
+    assert sorted((REPO / mounted_dir).glob(Path(rule_glob).name)), "no rules would load"
+    (tmp_path / "prometheus.yml").write_text(text)
+    check = subprocess.run(
+        [promtool, "check", "config", "--syntax-only", str(tmp_path / "prometheus.yml")],
+        capture_output=True,
+        text=True,
+    )
+    assert check.returncode == 0, check.stdout + check.stderr
+
+
+# ---------------------------------------------------------------- render.yaml
+
+# Service fields of the Render Blueprint specification (render.com/docs/blueprint-spec).
+RENDER_SERVICE_KEYS = {
+    "type", "name", "runtime", "env", "plan", "region", "repo", "branch", "rootDir",
+    "dockerfilePath", "dockerContext", "dockerCommand", "image", "registryCredential",
+    "buildCommand", "startCommand", "preDeployCommand", "healthCheckPath", "numInstances",
+    "scaling", "disk", "envVars", "autoDeploy", "autoDeployTrigger", "buildFilter", "domains",
+    "previews", "maxShutdownDelaySeconds", "initialDeployHook", "ipAllowList",
+}  # fmt: skip
+RENDER_TYPES = {"web", "pserv", "worker", "cron", "static", "keyvalue", "redis"}
+RENDER_DISK_KEYS = {"name", "mountPath", "sizeGB"}
+RENDER_ENV_SOURCES = {"value", "generateValue", "sync", "fromDatabase", "fromService", "fromGroup"}
+
+
+def test_render_blueprint_keys() -> None:
+    blueprint = yaml.safe_load(RENDER.read_text())
+    assert set(blueprint) <= {"services", "databases", "envVarGroups", "projects", "previews"}
+    (service,) = blueprint["services"]
+    unknown = set(service) - RENDER_SERVICE_KEYS
+    assert not unknown, f"render.yaml: keys Render does not document: {unknown}"
+    assert service["type"] in RENDER_TYPES
+    assert service["runtime"] == "docker"
+    assert (REPO / service["dockerContext"] / service["dockerfilePath"]).is_file()
+    assert service["healthCheckPath"].startswith("/")
+    assert set(service["disk"]) == RENDER_DISK_KEYS
+    assert service["disk"]["mountPath"] == DATA_DIR  # the Dockerfile's VOLUME
+    assert isinstance(service["disk"]["sizeGB"], int) and service["disk"]["sizeGB"] >= 1
+    keys = []
+    for var in service["envVars"]:
+        sources = set(var) - {"key"}
+        assert len(sources) == 1 and sources <= RENDER_ENV_SOURCES, var
+        if "value" in var:
+            assert isinstance(var["value"], str), f"{var['key']}: quote the value"
+        keys.append(var["key"])
+    assert len(keys) == len(set(keys))
+    assert "PORT" in keys and "MODELMETER_WRITE_TOKENS" in keys
+
+
+# ---------------------------------------------------------------- Grafana
+
+
+@pytest.fixture(scope="module")
+def dashboard() -> dict[str, Any]:
+    return dict(json.loads(DASHBOARD_JSON.read_text()))
+
+
+def _panels(dashboard: dict[str, Any]) -> list[dict[str, Any]]:
+    return [p for p in dashboard["panels"] if p["type"] != "row"]
+
+
+def grafana_exprs(dashboard: dict[str, Any]) -> list[str]:
+    return [t["expr"] for p in _panels(dashboard) for t in p["targets"]]
+
+
+def test_grafana_dashboard_is_templated_on_model_and_version(dashboard: dict[str, Any]) -> None:
+    variables = {v["name"]: v for v in dashboard["templating"]["list"]}
+    assert set(variables) == {"model", "version"}
+    assert variables["model"]["definition"] == "label_values(model_info, model)"
+    assert 'model_info{model="$model"}' in variables["version"]["definition"]
+    for expr in grafana_exprs(dashboard):
+        assert "$model" in expr or "job=" in expr, f"not filtered by model: {expr}"
+
+
+def test_grafana_dashboard_has_the_dash_dashboard_panels(dashboard: dict[str, Any]) -> None:
+    exprs = " ".join(grafana_exprs(dashboard))
+    for metric in (
+        "model_accuracy", "model_precision", "model_recall", "model_f1_score",
+        "model_estimated_accuracy", "model_estimated_f1_score", "ALERTS",
+        "model_predictions_total", "model_prediction_errors_total",
+        "model_prediction_latency_seconds_bucket", "model_feature_drift",
+        "model_feature_quality_ratio", "model_label_coverage_ratio",
+        "model_serving_cpu_ratio", "model_serving_memory_bytes",
+        "process_cpu_seconds_total", "process_resident_memory_bytes",
+    ):  # fmt: skip
+        assert re.search(rf"\b{metric}\b", exprs), f"no panel shows {metric}"
+    for quantile in ("0.5", "0.95", "0.99"):
+        assert f"histogram_quantile({quantile}," in exprs
+    ids = [p["id"] for p in dashboard["panels"]]
+    assert len(ids) == len(set(ids))
+
+
+def contract_metric_names() -> set[str]:
+    """Metric names of docs/contract.md, with its shorthand expanded (`a_b_c` / `_d` -> a_b_d)."""
+    names: set[str] = set()
+    for line in (REPO / "docs" / "contract.md").read_text().splitlines():
+        previous = ""
+        for token in re.findall(r"`([A-Za-z_][A-Za-z0-9_:]*)`", line):
+            if token.startswith("_") and previous:
+                names.add(previous.rsplit("_", 1)[0] + token)
+            else:
+                names.add(token)
+                previous = token
+    return names
+
+
+def test_grafana_metric_names_are_in_the_contract(dashboard: dict[str, Any]) -> None:
+    known = contract_metric_names()
+    rules = "".join(p.read_text() for p in (DEPLOY / "prometheus" / "rules").glob("*.yml"))
+    pattern = r"\b((?:model|modelmeter)_[a-z0-9_]+|model:[a-z0-9_:]+)\b"
+    names = set(re.findall(pattern, " ".join(grafana_exprs(dashboard))))
+    assert len(names) >= 15
+    for name in sorted(names):
+        base = re.sub(r"_(bucket|count|sum)$", "", name)
+        found = {name, base, base.removesuffix("_total")} & known or f"record: {name}" in rules
+        assert found, f"{name} is in the Grafana dashboard but not in docs/contract.md"
+
+
+def test_grafana_provisioning_matches_the_dashboard(dashboard: dict[str, Any]) -> None:
+    (source,) = yaml.safe_load(
+        (GRAFANA / "provisioning" / "datasources" / "prometheus.yml").read_text()
+    )["datasources"]
+    assert source["type"] == "prometheus"
+    for panel in _panels(dashboard):
+        assert panel["datasource"]["uid"] == source["uid"], panel["title"]
+    (provider,) = yaml.safe_load(
+        (GRAFANA / "provisioning" / "dashboards" / "modelmeter.yml").read_text()
+    )["providers"]
+    compose = yaml.safe_load(COMPOSE.read_text())
+    mounts = dict(v.split(":")[:2] for v in compose["services"]["grafana"]["volumes"])
+    assert mounts["./deploy/grafana/dashboards"] == provider["options"]["path"]
+    assert mounts["./deploy/grafana/provisioning"] == "/etc/grafana/provisioning"
+
+
+def test_every_promql_expression_parses(dashboard: dict[str, Any], tmp_path: Path) -> None:
+    """promtool parses each Grafana expression (variables substituted) and every shipped rule."""
+    promtool = require_binary("promtool")
+    exprs = [
+        e.replace("$model", "demo").replace("$version", "v1") for e in grafana_exprs(dashboard)
+    ]
+    assert len(exprs) >= 20
+    rules = {
+        "groups": [
+            {
+                "name": "grafana-dashboard",
+                "rules": [
+                    {"record": f"grafana:panel_expr_{i}", "expr": expr}
+                    for i, expr in enumerate(exprs)
+                ],
+            }
+        ]
+    }
+    generated = tmp_path / "grafana-exprs.yml"
+    generated.write_text(yaml.safe_dump(rules))
+    shipped = sorted((DEPLOY / "prometheus" / "rules").glob("*.yml"))
+    assert shipped, "no rules in deploy/prometheus/rules"
+    check = subprocess.run(
+        [promtool, "check", "rules", str(generated), *map(str, shipped)],
+        capture_output=True,
+        text=True,
+    )
+    assert check.returncode == 0, check.stdout + check.stderr
+    assert f"SUCCESS: {len(exprs)} rules found" in check.stdout
+
+
+# ---------------------------------------------------------------- multi-collector layout
+
+
+def test_multi_collector_prometheus_config_is_valid() -> None:
+    promtool = require_binary("promtool")
+    path = DEPLOY / "multi" / "prometheus.yml"
+    config = yaml.safe_load(path.read_text())
+    (job,) = config["scrape_configs"]
+    assert job["job_name"] == "modelmeter"
+    assert len([t for sc in job["static_configs"] for t in sc["targets"]]) == 2
+    (write,) = config["remote_write"]
+    assert write["url"].endswith("/api/v1/write")
+    check = subprocess.run(
+        [promtool, "check", "config", str(path)], capture_output=True, text=True, cwd=REPO
+    )
+    assert check.returncode == 0, check.stdout + check.stderr
+    assert "rule files found" in check.stdout and "SUCCESS: 0 rule files" not in check.stdout

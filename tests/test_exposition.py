@@ -1,0 +1,611 @@
+"""Exposition: golden /metrics text from real monitors fed with real data, checked against
+the snapshots, scikit-learn, and ``promtool check metrics``."""
+
+# ruff: noqa: E501  (the golden exposition lines are longer than 100 characters)
+
+from __future__ import annotations
+
+import dataclasses
+import math
+import subprocess
+import time
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+import psutil
+import pytest
+from prometheus_client import REGISTRY, CollectorRegistry, Counter, generate_latest
+from prometheus_client.parser import text_string_to_metric_families
+from sklearn.datasets import load_breast_cancer, load_diabetes, load_wine
+from sklearn.linear_model import LogisticRegression, Ridge
+from sklearn.metrics import (
+    accuracy_score,
+    confusion_matrix,
+    mean_absolute_error,
+    mean_squared_error,
+    multilabel_confusion_matrix,
+    precision_recall_fscore_support,
+)
+from sklearn.pipeline import make_pipeline
+from sklearn.preprocessing import StandardScaler
+
+from helpers import require_binary
+from modelmeter.engine import LabelBatch, ModelMonitor, PredictionBatch, ReferenceData, Snapshot
+from modelmeter.exposition import (
+    METRICS,
+    CollectorState,
+    ExpositionRegistry,
+    MetricDef,
+    ModelMetricsCollector,
+    ModelState,
+    ServingResources,
+    build_registry,
+    render,
+)
+from modelmeter.spec import ModelSpec, load_reference, load_spec
+
+EXAMPLES = Path(__file__).resolve().parents[1] / "examples"
+T0 = 1_700_000_000.0
+NOW = T0 + 200.0
+LABELED = 400  # the first 400 predictions get their label
+
+
+@dataclasses.dataclass
+class Scenario:
+    """The breast-cancer example model, monitored with real data and real labels."""
+
+    spec: ModelSpec
+    monitor: ModelMonitor
+    empty: ModelMonitor  # a second version that has seen no traffic yet
+    predictions: np.ndarray
+    labels: np.ndarray
+    latency: np.ndarray
+    resources: ServingResources
+
+    def state(self, **changes: Any) -> CollectorState:
+        model = ModelState(
+            name="cancer",
+            spec=self.spec,
+            snapshots={"v1": self.monitor.snapshot(NOW), "v2": self.empty.snapshot(NOW)},
+            pending_labels=len(self.predictions) - LABELED,
+            resources={("v1", "replica-1"): self.resources},
+        )
+        model = dataclasses.replace(model, **changes)
+        return CollectorState(
+            models=[model],
+            ingest={
+                ("cancer", "predictions", "accepted"): len(self.predictions),
+                ("cancer", "labels", "accepted"): LABELED,
+            },
+        )
+
+
+def _breast_cancer_model(spec: ModelSpec) -> tuple[pd.DataFrame, np.ndarray, Any]:
+    data = load_breast_cancer(as_frame=True)
+    frame = data.frame.rename(columns=lambda c: c.replace(" ", "_"))
+    x = frame[list(spec.feature_names)]
+    y = np.asarray(data.target_names, dtype=object)[frame["target"]]
+    model = make_pipeline(StandardScaler(), LogisticRegression(max_iter=1000, random_state=0))
+    model.fit(x.iloc[::2], y[::2])  # seeded and deterministic (lbfgs)
+    return x, y, model
+
+
+@pytest.fixture(scope="module")
+def scenario() -> Scenario:
+    spec = load_spec(EXAMPLES / "binary-spec.yaml")
+    reference = load_reference(spec)
+    x, y, model = _breast_cancer_model(spec)
+    positive = list(model.classes_).index("malignant")
+    latency = np.empty(len(x))
+    scores = np.empty(len(x))
+    for i in range(len(x)):  # one real prediction per event, timed
+        start = time.perf_counter()
+        scores[i] = model.predict_proba(x.iloc[i : i + 1])[0, positive]
+        latency[i] = time.perf_counter() - start
+    predictions = np.where(scores >= 0.5, "malignant", "benign").astype(object)
+    timestamps = (T0 + np.arange(len(x)) * 0.25).astype(np.float64)
+    monitor = ModelMonitor(spec.monitor_config(), reference)
+    monitor.observe(
+        PredictionBatch(
+            timestamps=timestamps,
+            features={name: x[name].to_numpy(np.float64) for name in spec.feature_names},
+            predictions=predictions,
+            scores=scores,
+            latency_seconds=latency,
+        )
+    )
+    monitor.label(
+        LabelBatch(
+            label_timestamps=(T0 + 150 + np.arange(LABELED) * 0.125).astype(np.float64),
+            prediction_timestamps=timestamps[:LABELED],
+            predictions=predictions[:LABELED],
+            labels=y[:LABELED],
+            scores=scores[:LABELED],
+        )
+    )
+    process = psutil.Process()
+    cpu = process.cpu_times()
+    resources = ServingResources(
+        cpu_ratio=(cpu.user + cpu.system) / max(time.time() - process.create_time(), 1e-3),
+        memory_bytes=float(process.memory_info().rss),
+    )
+    empty = ModelMonitor(spec.monitor_config(), reference)
+    return Scenario(spec, monitor, empty, predictions, y, latency, resources)
+
+
+@pytest.fixture
+def registry(scenario: Scenario) -> ExpositionRegistry:
+    return build_registry(scenario.state)
+
+
+def _value(registry: CollectorRegistry, name: str, labels: dict[str, str]) -> float:
+    """A sample value that must be there."""
+    value = registry.get_sample_value(name, labels)
+    assert value is not None, (name, labels)
+    return value
+
+
+def _lines(body: str, family: str) -> list[str]:
+    return [line for line in body.splitlines() if line.split("{")[0].split(" ")[0] == family]
+
+
+# --------------------------------------------------------------------------- golden text
+
+GOLDEN = """\
+modelmeter_models 1.0
+model_info{model="cancer",task="binary",version="v1"} 1.0
+model_positive_class_info{class="malignant",model="cancer",version="v1"} 1.0
+model_window_predictions{model="cancer",version="v1"} 569.0
+model_window_labeled_predictions{model="cancer",version="v1"} 400.0
+model_window_seconds{model="cancer"} 300.0
+model_min_samples{model="cancer"} 100.0
+model_pending_labels{model="cancer"} 169.0
+model_alert_threshold{model="cancer",threshold="accuracy_warning"} 0.9
+model_alert_threshold{model="cancer",threshold="accuracy_critical"} 0.8
+model_alert_threshold{model="cancer",threshold="error_rate"} 0.1
+model_alert_threshold{model="cancer",threshold="latency_p95_seconds"} 0.25
+model_alert_threshold{model="cancer",threshold="cpu_ratio"} 0.85
+model_alert_threshold{model="cancer",threshold="memory_bytes"} 7.86432e+08
+model_alert_threshold{model="cancer",threshold="drift_psi"} 0.2
+model_alert_threshold{model="cancer",threshold="prediction_drift_psi"} 0.2
+model_alert_threshold{model="cancer",threshold="quality_ratio"} 0.05
+model_alert_threshold{model="cancer",threshold="estimated_accuracy"} 0.8
+model_alert_threshold{model="cancer",threshold="label_coverage"} 0.5
+model_predictions_total{model="cancer",version="v1"} 569.0
+model_labeled_predictions_total{actual_class="benign",model="cancer",predicted_class="benign",version="v1"} 222.0
+model_labeled_predictions_total{actual_class="malignant",model="cancer",predicted_class="benign",version="v1"} 23.0
+model_labeled_predictions_total{actual_class="benign",model="cancer",predicted_class="malignant",version="v1"} 5.0
+model_labeled_predictions_total{actual_class="malignant",model="cancer",predicted_class="malignant",version="v1"} 150.0
+model_classification_outcomes_total{class="benign",model="cancer",outcome="tp",version="v1"} 222.0
+model_classification_outcomes_total{class="benign",model="cancer",outcome="fp",version="v1"} 23.0
+model_classification_outcomes_total{class="benign",model="cancer",outcome="fn",version="v1"} 5.0
+model_classification_outcomes_total{class="malignant",model="cancer",outcome="tp",version="v1"} 150.0
+model_classification_outcomes_total{class="malignant",model="cancer",outcome="fp",version="v1"} 5.0
+model_classification_outcomes_total{class="malignant",model="cancer",outcome="fn",version="v1"} 23.0
+model_label_delay_seconds_bucket{le="1.0",model="cancer",version="v1"} 0.0
+model_label_delay_seconds_bucket{le="10.0",model="cancer",version="v1"} 0.0
+model_label_delay_seconds_bucket{le="60.0",model="cancer",version="v1"} 0.0
+model_label_delay_seconds_bucket{le="300.0",model="cancer",version="v1"} 400.0
+model_label_delay_seconds_bucket{le="900.0",model="cancer",version="v1"} 400.0
+model_label_delay_seconds_bucket{le="3600.0",model="cancer",version="v1"} 400.0
+model_label_delay_seconds_bucket{le="21600.0",model="cancer",version="v1"} 400.0
+model_label_delay_seconds_bucket{le="86400.0",model="cancer",version="v1"} 400.0
+model_label_delay_seconds_bucket{le="259200.0",model="cancer",version="v1"} 400.0
+model_label_delay_seconds_bucket{le="604800.0",model="cancer",version="v1"} 400.0
+model_label_delay_seconds_bucket{le="+Inf",model="cancer",version="v1"} 400.0
+model_label_delay_seconds_count{model="cancer",version="v1"} 400.0
+model_label_delay_seconds_sum{model="cancer",version="v1"} 50025.0
+modelmeter_ingest_events_total{kind="predictions",model="cancer",outcome="accepted"} 569.0
+modelmeter_ingest_events_total{kind="labels",model="cancer",outcome="accepted"} 400.0
+"""
+
+
+def test_golden_lines(registry: ExpositionRegistry) -> None:
+    body = render(registry).decode()
+    golden_lines = GOLDEN.splitlines()
+    families = dict.fromkeys(line.split("{")[0].split(" ")[0] for line in golden_lines)
+    wanted = {
+        "model_window_labeled_predictions",
+        "model_label_delay_seconds_bucket",
+        "model_label_delay_seconds_count",
+        "model_label_delay_seconds_sum",
+    }
+    got = [line for family in families for line in _lines(body, family)]
+    assert [line for line in got if 'version="v2"' not in line] == golden_lines  # v2: see below
+    assert wanted <= set(families)
+
+
+def test_every_family_is_present_with_help_and_type(registry: ExpositionRegistry) -> None:
+    body = render(registry).decode()
+    for d in METRICS:
+        assert f"# HELP {d.name} " in body, d.name
+        assert f"# TYPE {d.name} {d.type}\n" in body, d.name
+    parsed = {family.name: family for family in text_string_to_metric_families(body)}
+    for d in METRICS:
+        name = d.name.removesuffix("_total") if d.type == "counter" else d.name
+        assert parsed[name].documentation, name
+        assert parsed[name].type == d.type
+        for sample in parsed[name].samples:
+            assert set(sample.labels) - {"le"} == set(d.labels), sample
+    assert parsed["process_resident_memory_bytes"].samples[0].value > 0
+    assert "python_info" in parsed
+    # these families have samples in this scenario (the model is binary with scores and labels)
+    empty = {d.name for d in METRICS if not _lines(body, _sample_name(d))}
+    assert empty == {"model_mean_absolute_error", "model_root_mean_squared_error"}
+
+
+def _sample_name(d: MetricDef) -> str:
+    return d.name + "_count" if d.type == "histogram" else d.name
+
+
+def test_promtool_check_metrics_is_silent(registry: ExpositionRegistry) -> None:
+    promtool = require_binary("promtool")
+    result = subprocess.run(
+        [promtool, "check", "metrics"],
+        input=render(registry),
+        capture_output=True,
+        timeout=60,
+        check=False,
+    )
+    assert (result.returncode, result.stdout, result.stderr) == (0, b"", b"")
+
+
+def test_render_equals_generate_latest(registry: ExpositionRegistry, scenario: Scenario) -> None:
+    only_models = CollectorRegistry()
+    only_models.register(ModelMetricsCollector(scenario.state))
+    assert registry.models.expose() == generate_latest(only_models).decode()
+    body = render(registry)
+    assert body.startswith(generate_latest(only_models))
+    assert b"\nprocess_cpu_seconds_total " in body
+
+
+# --------------------------------------------------------------------------- values
+
+
+def test_values_equal_the_snapshot(registry: ExpositionRegistry, scenario: Scenario) -> None:
+    snap = scenario.monitor.snapshot(NOW)
+    value = registry.get_sample_value
+    mv = {"model": "cancer", "version": "v1"}
+    assert snap.realized is not None and snap.estimated is not None
+    for metric, figure in (
+        ("accuracy", "accuracy"),
+        ("precision", "precision"),
+        ("recall", "recall"),
+        ("f1_score", "f1"),
+    ):
+        assert value(f"model_{metric}", mv) == getattr(snap.realized, figure)
+        assert value(f"model_estimated_{metric}", mv) == getattr(snap.estimated, figure)
+    for cls, figures in snap.realized.per_class.items():
+        labels = {**mv, "class": cls}
+        assert value("model_class_precision", labels) == figures.precision
+        assert value("model_class_recall", labels) == figures.recall
+        assert value("model_class_f1_score", labels) == figures.f1
+    assert value("model_label_coverage_ratio", mv) == snap.label_coverage
+    assert value("model_window_errors", mv) == snap.window_errors
+    for feature, drift in snap.drift.items():
+        for statistic in ("psi", "jensen_shannon", "ks", "wasserstein", "chi2_pvalue"):
+            labels = {**mv, "feature": feature, "statistic": statistic}
+            assert value("model_feature_drift", labels) == getattr(drift, statistic)
+        assert value("model_feature_drift_detected", {**mv, "feature": feature}) == drift.drifted
+        for issue in ("missing", "out_of_range", "wrong_type"):
+            labels = {**mv, "feature": feature, "issue": issue}
+            assert (
+                value("model_feature_quality_ratio", labels)
+                == (snap.quality_window_ratio[feature][issue])
+            )
+            assert (
+                value("model_feature_quality_issues_total", labels)
+                == (snap.quality_total[feature][issue])
+            )
+    for statistic in ("psi", "jensen_shannon", "chi2_pvalue"):
+        labels = {**mv, "statistic": statistic}
+        assert value("model_prediction_drift", labels) == getattr(snap.prediction_drift, statistic)
+    assert value("model_drift_detected", mv) == snap.drift_detected
+    assert value("model_prediction_errors_total", mv) == snap.errors_total == 0
+    assert value("model_unknown_features_total", mv) == snap.unknown_features_total
+    resources = {**mv, "replica": "replica-1"}
+    assert value("model_serving_cpu_ratio", resources) == scenario.resources.cpu_ratio
+    assert value("model_serving_memory_bytes", resources) == scenario.resources.memory_bytes
+
+
+def test_latency_histogram_is_cumulative(registry: ExpositionRegistry, scenario: Scenario) -> None:
+    snap = scenario.monitor.snapshot(NOW)
+    mv = {"model": "cancer", "version": "v1"}
+    latency = scenario.latency
+    for bound in snap.latency.bounds:
+        exported = registry.get_sample_value(
+            "model_prediction_latency_seconds_bucket", {**mv, "le": repr(float(bound))}
+        )
+        assert exported == np.count_nonzero(latency <= bound)  # independent cumulative count
+    inf = {**mv, "le": "+Inf"}
+    assert registry.get_sample_value("model_prediction_latency_seconds_bucket", inf) == len(latency)
+    assert registry.get_sample_value("model_prediction_latency_seconds_count", mv) == len(latency)
+    exported_sum = _value(registry, "model_prediction_latency_seconds_sum", mv)
+    assert exported_sum == snap.latency.sum
+    assert math.isclose(exported_sum, float(latency.sum()), rel_tol=1e-9)
+
+
+def test_realized_figures_match_sklearn(registry: ExpositionRegistry, scenario: Scenario) -> None:
+    y_true = scenario.labels[:LABELED].astype(str)
+    y_pred = scenario.predictions[:LABELED].astype(str)
+    mv = {"model": "cancer", "version": "v1"}
+    value = registry.get_sample_value
+    assert math.isclose(
+        _value(registry, "model_accuracy", mv), accuracy_score(y_true, y_pred), abs_tol=1e-12
+    )
+    precision, recall, f1, _ = precision_recall_fscore_support(
+        y_true, y_pred, pos_label="malignant", average="binary"
+    )
+    assert math.isclose(_value(registry, "model_precision", mv), precision, abs_tol=1e-12)
+    assert math.isclose(_value(registry, "model_recall", mv), recall, abs_tol=1e-12)
+    assert math.isclose(_value(registry, "model_f1_score", mv), f1, abs_tol=1e-12)
+    classes = ["benign", "malignant"]
+    matrix = confusion_matrix(y_true, y_pred, labels=classes)  # rows: actual, columns: predicted
+    for a, actual in enumerate(classes):
+        for p, predicted in enumerate(classes):
+            labels = {**mv, "predicted_class": predicted, "actual_class": actual}
+            assert value("model_labeled_predictions_total", labels) == matrix[a, p]
+
+
+def test_nan_figures_are_omitted(registry: ExpositionRegistry, scenario: Scenario) -> None:
+    body = render(registry).decode()
+    assert "NaN" not in body
+    empty = scenario.empty.snapshot(NOW)
+    assert empty.realized is not None and math.isnan(empty.realized.accuracy)
+    assert math.isnan(empty.label_coverage)
+    v2 = [line for line in body.splitlines() if 'version="v2"' in line]
+    families = {line.split("{")[0] for line in v2}
+    assert families == {
+        "model_info",
+        "model_positive_class_info",
+        "model_window_predictions",
+        "model_window_labeled_predictions",
+        "model_window_errors",
+        "model_predictions_total",
+        "model_prediction_errors_total",
+        "model_unknown_features_total",
+        "model_labeled_predictions_total",
+        "model_classification_outcomes_total",
+        "model_feature_quality_issues_total",
+        "model_prediction_latency_seconds_bucket",
+        "model_prediction_latency_seconds_count",
+        "model_prediction_latency_seconds_sum",
+        "model_label_delay_seconds_bucket",
+        "model_label_delay_seconds_count",
+        "model_label_delay_seconds_sum",
+    }
+    # the categorical output has no KS or Wasserstein: left out, not exported as a number
+    snap = scenario.monitor.snapshot(NOW)
+    assert math.isnan(snap.prediction_drift.ks)
+    assert 'model_prediction_drift{model="cancer",statistic="ks"' not in body
+
+
+def test_drift_below_min_samples_is_omitted(scenario: Scenario) -> None:
+    spec = dataclasses.replace(scenario.spec, min_samples=1000)
+    monitor = ModelMonitor(spec.monitor_config(), load_reference(scenario.spec))
+    x, _, _ = _breast_cancer_model(spec)
+    monitor.observe(
+        PredictionBatch(
+            timestamps=(T0 + np.arange(len(x)) * 0.25).astype(np.float64),
+            features={name: x[name].to_numpy(np.float64) for name in spec.feature_names},
+            predictions=scenario.predictions,
+        )
+    )
+    state = CollectorState(models=[ModelState("cancer", spec, {"v1": monitor.snapshot(NOW)})])
+    body = render(build_registry(lambda: state)).decode()
+    for family in ("model_feature_drift", "model_feature_drift_detected", "model_drift_detected"):
+        assert _lines(body, family) == [], family
+    assert _lines(body, "model_window_predictions") == [
+        'model_window_predictions{model="cancer",version="v1"} 569.0'
+    ]
+
+
+# --------------------------------------------------------------------------- labels
+
+
+def _label_values(body: str, name: str) -> set[str]:
+    return {
+        sample.labels[name]
+        for family in text_string_to_metric_families(body)
+        for sample in family.samples
+        if name in sample.labels and family.name.startswith("model")
+    }
+
+
+def test_labels_come_only_from_the_spec(scenario: Scenario) -> None:
+    snap = scenario.monitor.snapshot(NOW)
+    assert snap.realized is not None
+    poisoned = dataclasses.replace(
+        snap,
+        drift={**snap.drift, "evil_feature": snap.drift["mean_radius"]},
+        quality_window_ratio={**snap.quality_window_ratio, "evil_feature": {"evil_issue": 0.5}},
+        quality_total={
+            **snap.quality_total,
+            "evil_feature": {"missing": 3},
+            "mean_radius": {**snap.quality_total["mean_radius"], "evil_issue": 2},
+        },
+        confusion_total={**snap.confusion_total, ("evil_class", "benign"): 7},
+        realized=dataclasses.replace(
+            snap.realized,
+            per_class={**snap.realized.per_class, "evil_class": snap.realized.per_class["benign"]},
+        ),
+    )
+    state = CollectorState(
+        models=[
+            ModelState(
+                "cancer",
+                scenario.spec,
+                {"v1": poisoned, "bad version": snap, "x" * 65: snap},
+                resources={
+                    ("v1", "evil replica"): scenario.resources,
+                    ("v 2", "r1"): scenario.resources,
+                },
+            )
+        ],
+        ingest={
+            ("cancer", "predictions", "accepted"): 3,
+            ("unregistered", "predictions", "rejected"): 5,
+            ("cancer", "evil_kind", "accepted"): 1,
+            ("cancer", "labels", "evil_outcome"): 1,
+        },
+    )
+    body = render(build_registry(lambda: state)).decode()
+    assert "evil" not in body and "unregistered" not in body
+    assert _label_values(body, "model") == {"cancer"}
+    assert _label_values(body, "version") == {"v1"}
+    assert _label_values(body, "feature") == set(scenario.spec.feature_names)
+    assert _label_values(body, "class") == {"benign", "malignant"}
+    assert _label_values(body, "predicted_class") == {"benign", "malignant"}
+    assert _label_values(body, "issue") == {"missing", "out_of_range", "wrong_type"}
+    assert _lines(body, "model_serving_cpu_ratio") == []
+    assert _lines(body, "modelmeter_ingest_events_total") == [
+        'modelmeter_ingest_events_total{kind="predictions",model="cancer",outcome="accepted"} 3.0'
+    ]
+
+
+def test_label_values_are_escaped_like_the_client(scenario: Scenario) -> None:
+    classes = ('say "benign"', "back\\slash\nmalignant")
+    rename = {"benign": classes[0], "malignant": classes[1]}
+    spec = load_spec(
+        {**scenario.spec.to_dict(), "classes": list(classes), "positive_class": classes[1]}
+    )
+    reference = load_reference(scenario.spec)
+    renamed = ReferenceData(
+        features=reference.features,
+        predictions=np.array([rename[v] for v in reference.predictions], dtype=object),
+        labels=np.array([rename[v] for v in reference.labels], dtype=object),
+        scores=reference.scores,
+    )
+    monitor = ModelMonitor(spec.monitor_config(), renamed)
+    predictions = np.array([rename[v] for v in scenario.predictions[:LABELED]], dtype=object)
+    monitor.label(
+        LabelBatch(
+            label_timestamps=np.full(LABELED, T0 + 10),
+            prediction_timestamps=np.full(LABELED, T0),
+            predictions=predictions,
+            labels=np.array([rename[v] for v in scenario.labels[:LABELED]], dtype=object),
+        )
+    )
+    state = CollectorState(
+        models=[ModelState('the "odd" model', spec, {"v1": monitor.snapshot(NOW)})]
+    )
+    collector = ModelMetricsCollector(lambda: state)
+    only = CollectorRegistry()
+    only.register(collector)
+    text = collector.expose()
+    assert text == generate_latest(only).decode()
+    assert 'class="back\\\\slash\\nmalignant"' in text
+    assert 'model="the \\"odd\\" model"' in text
+    parsed = _label_values(text, "class")
+    assert parsed == set(classes)
+
+
+# --------------------------------------------------------------------------- other tasks
+
+
+def test_multiclass_outcomes_match_sklearn() -> None:
+    spec = load_spec(EXAMPLES / "multiclass-spec.yaml")
+    data = load_wine(as_frame=True)
+    x = data.frame[list(spec.feature_names)]
+    y = np.asarray(data.target_names, dtype=object)[data.frame["target"]]
+    model = make_pipeline(StandardScaler(), LogisticRegression(max_iter=1000, random_state=0))
+    model.fit(x.iloc[::3], y[::3])
+    predictions = model.predict(x).astype(object)
+    monitor = ModelMonitor(spec.monitor_config(), load_reference(spec))
+    timestamps = T0 + np.arange(len(x), dtype=np.float64)
+    monitor.observe(
+        PredictionBatch(
+            timestamps=timestamps,
+            features={name: x[name].to_numpy(np.float64) for name in spec.feature_names},
+            predictions=predictions,
+            scores=model.predict_proba(x),
+        )
+    )
+    monitor.label(LabelBatch(timestamps + 1, timestamps, predictions, y))
+    state = CollectorState(models=[ModelState("wine", spec, {"v1": monitor.snapshot(T0 + 300)})])
+    registry = build_registry(lambda: state)
+    value = registry.get_sample_value
+    mv = {"model": "wine", "version": "v1"}
+    classes = list(spec.classes)
+    per_class = multilabel_confusion_matrix(y, predictions, labels=classes)  # [[tn, fp], [fn, tp]]
+    for cls, ((_, fp), (fn, tp)) in zip(classes, per_class, strict=True):
+        for outcome, expected in (("tp", tp), ("fp", fp), ("fn", fn)):
+            labels = {**mv, "class": cls, "outcome": outcome}
+            assert value("model_classification_outcomes_total", labels) == expected
+    precision, recall, f1, _ = precision_recall_fscore_support(y, predictions, average="macro")
+    assert math.isclose(_value(registry, "model_precision", mv), precision, abs_tol=1e-12)
+    assert math.isclose(_value(registry, "model_recall", mv), recall, abs_tol=1e-12)
+    assert math.isclose(_value(registry, "model_f1_score", mv), f1, abs_tol=1e-12)
+    assert value("model_positive_class_info", {**mv, "class": "class_0"}) is None
+    assert value("model_info", {**mv, "task": "multiclass"}) == 1.0
+
+
+def test_regression_errors_match_sklearn() -> None:
+    spec = load_spec(EXAMPLES / "regression-spec.yaml")
+    data = load_diabetes(as_frame=True, scaled=False)
+    x = data.frame[list(spec.feature_names)]
+    y = data.frame["target"].to_numpy(np.float64)
+    model = make_pipeline(StandardScaler(), Ridge(alpha=1.0)).fit(x.iloc[::2], y[::2])
+    predictions = model.predict(x)
+    features: dict[str, np.ndarray] = {n: x[n].to_numpy(np.float64) for n in spec.feature_names}
+    features["sex"] = np.array([str(int(v)) for v in x["sex"]], dtype=object)
+    timestamps = T0 + np.arange(len(x), dtype=np.float64) * 0.5
+    monitor = ModelMonitor(spec.monitor_config(), load_reference(spec))
+    monitor.observe(PredictionBatch(timestamps, features, predictions))
+    monitor.label(LabelBatch(timestamps + 5, timestamps, predictions, y))
+    snapshot: Snapshot = monitor.snapshot(T0 + 600)
+    state = CollectorState(models=[ModelState("diabetes", spec, {"v1": snapshot})])
+    registry = build_registry(lambda: state)
+    mv = {"model": "diabetes", "version": "v1"}
+    mae = _value(registry, "model_mean_absolute_error", mv)
+    rmse = _value(registry, "model_root_mean_squared_error", mv)
+    assert math.isclose(mae, mean_absolute_error(y, predictions), rel_tol=1e-9)
+    assert math.isclose(rmse, math.sqrt(mean_squared_error(y, predictions)), rel_tol=1e-9)
+    body = render(registry).decode()
+    assert _lines(body, "model_accuracy") == []
+    assert _lines(body, "model_labeled_predictions_total") == []
+    assert _label_values(body, "issue") >= {"unseen_category", "out_of_range"}
+    sex_issues = {
+        s.labels["issue"]
+        for f in text_string_to_metric_families(body)
+        for s in f.samples
+        if s.labels.get("feature") == "sex" and f.name == "model_feature_quality_ratio"
+    }
+    assert sex_issues == {"missing", "unseen_category", "wrong_type"}
+
+
+# --------------------------------------------------------------------------- registry
+
+
+def test_registries_are_separate_from_the_global_one(scenario: Scenario) -> None:
+    first = build_registry(scenario.state)
+    second = build_registry(lambda: CollectorState(models=()))
+    assert first.get_sample_value("modelmeter_models") == 1.0
+    assert second.get_sample_value("modelmeter_models") == 0.0
+    assert REGISTRY.get_sample_value("modelmeter_models") is None
+
+
+def test_collectors_registered_later_follow_the_model_metrics(scenario: Scenario) -> None:
+    registry = build_registry(scenario.state)
+    requests = Counter("modelmeter_http_requests", "HTTP requests.", registry=registry)
+    requests.inc()
+    body = render(registry)
+    assert b"\nmodelmeter_http_requests_total 1.0\n" in body
+    assert body.index(b"modelmeter_http_requests_total") > body.index(b"model_label_delay_seconds")
+    registry.unregister(requests)
+    assert b"modelmeter_http_requests_total" not in render(registry)
+
+
+def test_each_scrape_calls_the_provider_once(scenario: Scenario) -> None:
+    calls: list[float] = []
+
+    def provider() -> CollectorState:
+        calls.append(time.monotonic())
+        return scenario.state()
+
+    registry = build_registry(provider)
+    render(registry)
+    render(registry)
+    assert len(calls) == 2

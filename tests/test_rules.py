@@ -1,0 +1,117 @@
+"""The Prometheus and Alertmanager files under deploy/, checked by the real promtool and amtool.
+
+``deploy/checks/prometheus.sh`` runs the same commands for ``make check-deploy``; these tests let
+pytest report them too, and check what the tools do not: every alert has a severity, a summary and
+a description carrying its value, and every alert and recording rule has a unit test.
+"""
+
+from __future__ import annotations
+
+import shutil
+import subprocess
+from pathlib import Path
+from typing import Any
+
+import pytest
+import yaml
+
+from helpers import DEPLOY, require_binary
+
+PROMETHEUS = DEPLOY / "prometheus"
+RULE_FILES = sorted((PROMETHEUS / "rules").glob("*.yml"))
+TEST_FILES = sorted((PROMETHEUS / "tests").glob("*.yml"))
+ALERTMANAGER_CONFIG = DEPLOY / "alertmanager" / "alertmanager.yml"
+
+
+def run_tool(*argv: str | Path) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [str(a) for a in argv], capture_output=True, text=True, timeout=60, check=False
+    )
+
+
+def rules(kind: str) -> list[dict[str, Any]]:
+    """Every rule of the shipped rule files that has the key ``kind`` (alert or record)."""
+    found = []
+    for path in RULE_FILES:
+        for group in yaml.safe_load(path.read_text())["groups"]:
+            found += [rule for rule in group["rules"] if kind in rule]
+    return found
+
+
+def test_prometheus_config_is_valid() -> None:
+    promtool = require_binary("promtool")
+    result = run_tool(promtool, "check", "config", PROMETHEUS / "prometheus.yml")
+    assert result.returncode == 0, result.stdout + result.stderr
+
+
+def test_rule_files_are_valid() -> None:
+    promtool = require_binary("promtool")
+    assert RULE_FILES, "no rule files in deploy/prometheus/rules/"
+    result = run_tool(promtool, "check", "rules", *RULE_FILES)
+    assert result.returncode == 0, result.stdout + result.stderr
+
+
+def test_alertmanager_config_is_valid() -> None:
+    amtool = require_binary("amtool")
+    result = run_tool(amtool, "check-config", ALERTMANAGER_CONFIG)
+    assert result.returncode == 0, result.stdout + result.stderr
+
+
+@pytest.mark.parametrize("test_file", TEST_FILES, ids=[p.name for p in TEST_FILES])
+def test_promtool_unit_tests_pass(test_file: Path) -> None:
+    promtool = require_binary("promtool")
+    result = run_tool(promtool, "test", "rules", test_file)
+    assert result.returncode == 0, result.stdout + result.stderr
+
+
+def test_promtool_reports_a_wrong_expectation(tmp_path: Path) -> None:
+    """The harness fails when an expectation is wrong (so a passing run means something)."""
+    promtool = require_binary("promtool")
+    (tmp_path / "tests").mkdir()
+    shutil.copytree(PROMETHEUS / "rules", tmp_path / "rules")
+    text = (PROMETHEUS / "tests" / "accuracy.yml").read_text()
+    broken = text.replace("accuracy 75%", "accuracy 74%", 1)
+    assert broken != text
+    (tmp_path / "tests" / "accuracy.yml").write_text(broken)
+    result = run_tool(promtool, "test", "rules", tmp_path / "tests" / "accuracy.yml")
+    assert result.returncode != 0
+    assert "FAILED" in result.stdout + result.stderr
+
+
+@pytest.mark.parametrize("rule", rules("alert"), ids=lambda r: r["alert"])
+def test_alert_has_severity_summary_and_value(rule: dict[str, Any]) -> None:
+    assert rule["labels"]["severity"] in {"warning", "critical"}
+    assert rule.get("for"), "every alert states its `for` duration"
+    annotations = rule["annotations"]
+    assert annotations["summary"].strip()
+    if rule["alert"] != "CollectorDown":  # its value is only up == 0 / absent
+        assert "$value" in annotations["description"]
+        assert "$labels.model" in annotations["description"]
+    if rule["alert"] in {"FeatureDrift", "DataQuality"}:
+        assert "$labels.feature" in annotations["description"]
+
+
+def test_every_alert_has_a_firing_unit_test() -> None:
+    tested: set[str] = set()
+    for path in TEST_FILES:
+        for case in yaml.safe_load(path.read_text())["tests"]:
+            for check in case.get("alert_rule_test", []):
+                if check.get("exp_alerts"):
+                    tested.add(check["alertname"])
+    assert {r["alert"] for r in rules("alert")} <= tested
+
+
+def test_every_recording_rule_has_a_value_test() -> None:
+    exprs = []
+    for path in TEST_FILES:
+        for case in yaml.safe_load(path.read_text())["tests"]:
+            exprs += [c["expr"] for c in case.get("promql_expr_test", []) if c.get("exp_samples")]
+    missing = [r["record"] for r in rules("record") if not any(r["record"] in e for e in exprs)]
+    assert not missing, f"recording rules without a value test: {missing}"
+
+
+def test_thresholds_come_from_the_collector_gauge() -> None:
+    """One rule serves every model: no alert hard-codes a model threshold."""
+    for rule in rules("alert"):
+        if rule["alert"] != "CollectorDown":
+            assert "model_alert_threshold" in rule["expr"], rule["alert"]
