@@ -50,4 +50,4 @@ EXPOSE 8050 8000
 HEALTHCHECK --interval=30s --timeout=10s --start-period=90s --retries=3 \
     CMD ["python", "-c", "import os, urllib.error as e, urllib.request as u\nu.urlopen('http://127.0.0.1:8000/readyz', timeout=4)\ntry:\n    u.urlopen('http://127.0.0.1:%s/' % os.environ.get('PORT', '8050'), timeout=4)\nexcept e.HTTPError as x:\n    raise SystemExit(x.code >= 500)"]
 
-CMD ["modelmeter", "up", "--host", "0.0.0.0", "--data-dir", "/data"]
+CMD ["modelmeter", "up", "--host", "0.0.0.0", "--collector-host", "0.0.0.0", "--data-dir", "/data"]

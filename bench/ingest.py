@@ -67,34 +67,31 @@ def spec(n_features: int, path: str) -> dict[str, Any]:
 def client_main(url: str, batch: int, seconds: float, seed: int) -> None:
     """Send pre-built batches back to back for ``seconds``; print a JSON result line."""
     rng = np.random.default_rng(seed)
-    n_bodies = max(1, min(400, int(200_000 / batch)))
-    bodies = []
-    counter = 0
-    for _ in range(n_bodies):
+    templates = []
+    for t in range(8):  # ids carry a placeholder replaced per request: every id is new
         x = rng.normal(size=(batch, 20)).round(5)
-        events = []
-        for row in x:
-            counter += 1
-            events.append({
-                "id": f"s{seed}-{counter}",
+        events = [
+            {
+                "id": f"s{seed}-@@@@@@@-{t}-{j}",
                 "features": {f"f{i}": float(v) for i, v in enumerate(row)},
                 "prediction": int(row[0] > 0),
                 "score": float(1 / (1 + np.exp(-row[0]))),
                 "latency_seconds": 0.004,
-            })  # fmt: skip
-        bodies.append(orjson.dumps({"predictions": events}))
+            }
+            for j, row in enumerate(x)
+        ]
+        templates.append(orjson.dumps({"predictions": events}))
     latencies = []
     sent = 0
+    path = "/v1/models/bench/predictions"
     with httpx.Client(base_url=url, timeout=30.0) as client:
-        client.post("/v1/models/bench/predictions", content=bodies[0], headers=JSON)  # warm-up
+        client.post(path, content=templates[0].replace(b"@@@@@@@", b"warm-up"), headers=JSON)
         start = time.perf_counter()
-        i = 1
+        i = 0
         while time.perf_counter() - start < seconds:
-            body = bodies[i % n_bodies] if i < n_bodies else None
-            if body is None:  # ran out of fresh ids: stop rather than send duplicates
-                break
+            body = templates[i % len(templates)].replace(b"@@@@@@@", b"%07d" % i)
             t0 = time.perf_counter()
-            response = client.post("/v1/models/bench/predictions", content=body, headers=JSON)
+            response = client.post(path, content=body, headers=JSON)
             latencies.append(time.perf_counter() - t0)
             assert response.status_code == 200, response.text
             sent += response.json()["accepted"]
@@ -109,9 +106,12 @@ def client_main(url: str, batch: int, seconds: float, seed: int) -> None:
 # --- the driver -------------------------------------------------------------------------------
 
 
-def start_collector(data_dir: Path, port: int) -> subprocess.Popen[bytes]:
+def start_collector(
+    data_dir: Path, port: int, synchronous: str = "FULL"
+) -> subprocess.Popen[bytes]:
     argv = [sys.executable, "-m", "modelmeter.service", "--port", str(port),
-            "--data-dir", str(data_dir), "--log-level", "warning"]  # fmt: skip
+            "--data-dir", str(data_dir), "--log-level", "warning",
+            "--sqlite-synchronous", synchronous]  # fmt: skip
     proc = subprocess.Popen(argv, cwd=ROOT)
     deadline = time.monotonic() + 60
     while time.monotonic() < deadline:
@@ -179,6 +179,9 @@ def main() -> int:
     parser.add_argument("--seconds", type=float, default=8.0)
     parser.add_argument("--write-results", action="store_true",
                         help="append an 'Ingest' section to bench/RESULTS.md")  # fmt: skip
+    parser.add_argument("--synchronous", default="FULL", choices=("FULL", "NORMAL"),
+                        help="SQLite synchronous mode of the collector")  # fmt: skip
+    parser.add_argument("--skip-scrape", action="store_true")
     parser.add_argument("--client", help=argparse.SUPPRESS)
     parser.add_argument("--batch", type=int, default=1, help=argparse.SUPPRESS)
     parser.add_argument("--seed", type=int, default=0, help=argparse.SUPPRESS)
@@ -189,7 +192,7 @@ def main() -> int:
 
     tmp = Path(tempfile.mkdtemp(prefix="modelmeter-bench-"))
     port = free_port()
-    proc = start_collector(tmp / "data", port)
+    proc = start_collector(tmp / "data", port, args.synchronous)
     url = f"http://127.0.0.1:{port}"
     rows = []
     try:
@@ -203,7 +206,14 @@ def main() -> int:
     finally:
         proc.terminate()
         proc.wait(timeout=30)
-    scrape_median, scrape_max, scrape_bytes = scrape_time(tmp)
+    scrape = ""
+    if not args.skip_scrape:
+        scrape_median, scrape_max, scrape_bytes = scrape_time(tmp)
+        scrape = (
+            f"`/metrics` with 100 models x 25 features (200 events each): median "
+            f"{scrape_median * 1e3:.1f} ms, max (first scrape, every snapshot computed) "
+            f"{scrape_max * 1e3:.1f} ms over 15 scrapes, {scrape_bytes / 1024:.0f} KiB."
+        )
 
     lines = [
         "| batch | requests | events/s | p50 latency | p99 latency | server time per event "
@@ -212,15 +222,12 @@ def main() -> int:
     ]
     for r in rows:
         s, n = r["server"], max(1.0, r["server"].get("events", 1.0))
-        parts = " / ".join(f"{s.get(k, 0.0) / n * 1e6:.1f}"
-                           for k in ("parse", "validate", "prepare", "store", "engine"))  # fmt: skip
+        stages = ("parse", "validate", "prepare", "store", "engine")
+        parts = " / ".join(f"{s.get(k, 0.0) / n * 1e6:.1f}" for k in stages)
         lines.append(
             f"| {r['batch']:,} | {r['requests']:,} | {r['events'] / r['seconds']:,.0f} | "
             f"{r['p50'] * 1e3:.2f} ms | {r['p99'] * 1e3:.2f} ms | {parts} µs |"
         )
-    scrape = (f"`/metrics` with 100 models x 25 features (200 events each): median "
-              f"{scrape_median * 1e3:.1f} ms, max {scrape_max * 1e3:.1f} ms over 15 scrapes, "
-              f"{scrape_bytes / 1024:.0f} KiB.")  # fmt: skip
     cpu = "unknown CPU"
     try:
         for line in Path("/proc/cpuinfo").read_text().splitlines():
@@ -229,7 +236,9 @@ def main() -> int:
                 break
     except OSError:
         pass
-    machine = f"{cpu}, {os.cpu_count()} cores, Python {platform.python_version()}, {platform.system()}"
+    machine = (
+        f"{cpu}, {os.cpu_count()} cores, Python {platform.python_version()}, {platform.system()}"
+    )
     table = "\n".join(lines)
     print(table)
     print(scrape)
@@ -237,9 +246,9 @@ def main() -> int:
         section = (
             "\n## Ingest\n\n"
             f"Command: `.venv/bin/python bench/ingest.py --seconds {args.seconds:g} "
-            "--write-results`\n\n"
+            f"--synchronous {args.synchronous} --write-results`\n\n"
             f"Machine: {machine}. One collector process (uvicorn, 1 worker, SQLite WAL "
-            "`synchronous=FULL`); one client process (httpx, one connection, requests back to "
+            f"`synchronous={args.synchronous}`); one client process (httpx, one connection, requests back to "
             "back); 20 numeric features per event; every request is one SQLite transaction.\n\n"
             f"{table}\n\n{scrape}\n"
         )

@@ -45,7 +45,7 @@ def binary() -> pd.DataFrame:
     )
     model = make_pipeline(StandardScaler(), LogisticRegression(max_iter=1000, random_state=SEED))
     model.fit(x_train, y_train)
-    out = x_ref.copy()
+    out: pd.DataFrame = pd.DataFrame(x_ref).copy()
     out["prediction"] = model.predict(x_ref)
     out["label"] = y_ref
     out["score"] = model.predict_proba(x_ref)[:, list(model.classes_).index("malignant")]
@@ -74,7 +74,7 @@ def multiclass() -> pd.DataFrame:
     )
     model = make_pipeline(StandardScaler(), LogisticRegression(max_iter=1000, random_state=SEED))
     model.fit(x_train, y_train)
-    out = x_ref.copy()
+    out: pd.DataFrame = pd.DataFrame(x_ref).copy()
     out["prediction"] = model.predict(x_ref)
     out["label"] = y_ref
     probabilities = model.predict_proba(x_ref)
@@ -93,7 +93,7 @@ def regression() -> pd.DataFrame:
     )
     model = make_pipeline(StandardScaler(), Ridge(alpha=1.0))
     model.fit(x_train, y_train)
-    out = x_ref.copy()
+    out: pd.DataFrame = pd.DataFrame(x_ref).copy()
     out["prediction"] = model.predict(x_ref)
     out["label"] = y_ref
     return out

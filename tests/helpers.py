@@ -191,7 +191,10 @@ class ManagedProcess:
 
 
 def collector_process(
-    tmp: Path, port: int | None = None, data_dir: Path | None = None, env: dict[str, str] | None = None
+    tmp: Path,
+    port: int | None = None,
+    data_dir: Path | None = None,
+    env: dict[str, str] | None = None,
 ) -> ManagedProcess:
     """The real collector (``python -m modelmeter collector``) on 127.0.0.1, not yet started."""
     port = port or free_port()
@@ -199,8 +202,16 @@ def collector_process(
     proc = ManagedProcess(
         "collector",
         [
-            sys.executable, "-m", "modelmeter", "collector",
-            "--host", "127.0.0.1", "--port", str(port), "--data-dir", str(data_dir),
+            sys.executable,
+            "-m",
+            "modelmeter",
+            "collector",
+            "--host",
+            "127.0.0.1",
+            "--port",
+            str(port),
+            "--data-dir",
+            str(data_dir),
         ],
         tmp / f"collector-{port}.log",
         ready_url=f"http://127.0.0.1:{port}/readyz",
@@ -211,7 +222,9 @@ def collector_process(
     return proc
 
 
-def prometheus_process(tmp: Path, config_text: str, rule_files: Sequence[Path] = ()) -> ManagedProcess:
+def prometheus_process(
+    tmp: Path, config_text: str, rule_files: Sequence[Path] = ()
+) -> ManagedProcess:
     """The real Prometheus on 127.0.0.1 with ``config_text`` (rule files copied beside it)."""
     binary = require_binary("prometheus")
     port = free_port()

@@ -25,7 +25,8 @@ import csv
 import itertools
 import json
 import threading
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
+from functools import partial
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
@@ -79,7 +80,7 @@ def fast_alertmanager_config(webhook_url: str) -> str:
 
 def spec_for_test() -> dict[str, Any]:
     """The example spec with a small window and the default accuracy thresholds."""
-    spec = yaml.safe_load((EXAMPLES / "binary-spec.yaml").read_text())
+    spec: dict[str, Any] = yaml.safe_load((EXAMPLES / "binary-spec.yaml").read_text())
     spec["reference"]["path"] = str(EXAMPLES / spec["reference"]["path"])
     spec["window"] = {"length": "20s", "bucket": "1s"}
     spec["min_samples"] = 20
@@ -222,6 +223,11 @@ def firing(prom_url: str, alertname: str) -> list[dict[str, Any]]:
     ]
 
 
+def resolved(prom_url: str, alertname: str, condition: str) -> bool:
+    """The alert is not firing and the PromQL ``condition`` holds."""
+    return not firing(prom_url, alertname) and bool(prom_query(prom_url, condition))
+
+
 def metric_value(collector_url: str, name: str) -> float:
     """A sample of the collector's /metrics for our model, read directly."""
     text = httpx.get(f"{collector_url}/metrics", timeout=5.0).text
@@ -289,17 +295,24 @@ def test_accuracy_alerts_and_collector_down_reach_the_webhook(
         assert response.status_code in (200, 201), response.text
 
         with Traffic(collector.url) as traffic:  # type: ignore[attr-defined]
+
+            def until(predicate: Callable[[], Any], what: str) -> Any:
+                """wait_until; a batch the collector refused is reported as the reason."""
+
+                def check() -> Any:
+                    traffic.check()
+                    return predicate()
+
+                return wait_until(check, DEADLINE, what=what)
+
             # 1. Accuracy 0.75: the warning fires, the critical alert does not.
             traffic.wrong = 5
-            low = wait_until(
-                lambda: firing(prom, "LowModelAccuracy"), DEADLINE, what="LowModelAccuracy"
-            )
+            low = until(lambda: firing(prom, "LowModelAccuracy"), what="LowModelAccuracy")
             assert low[0]["labels"]["model"] == MODEL
             assert float(low[0]["value"]) == pytest.approx(0.75)
             assert not firing(prom, "CriticalModelAccuracy")
-            sent = wait_until(
+            sent = until(
                 lambda: webhook.received("LowModelAccuracy", "firing"),
-                DEADLINE,
                 what="LowModelAccuracy at the webhook",
             )
             assert sent[0]["labels"]["severity"] == "warning"
@@ -308,38 +321,28 @@ def test_accuracy_alerts_and_collector_down_reach_the_webhook(
 
             # 2. Accuracy 0.50: the critical alert fires, is delivered, and inhibits the warning.
             traffic.wrong = 10
-            wait_until(
+            until(
                 lambda: firing(prom, "CriticalModelAccuracy"),
-                DEADLINE,
                 what="CriticalModelAccuracy",
             )
-            critical = wait_until(
+            critical = until(
                 lambda: webhook.received("CriticalModelAccuracy", "firing"),
-                DEADLINE,
                 what="CriticalModelAccuracy at the webhook",
             )
             assert critical[0]["labels"]["severity"] == "critical"
             assert critical[0]["labels"]["model"] == MODEL
-            wait_until(
+            until(
                 lambda: inhibited_in_alertmanager(am, "LowModelAccuracy"),
-                DEADLINE,
                 what="Alertmanager to inhibit LowModelAccuracy",
             )
 
             # 3. Good predictions: both resolve, and the resolutions reach the webhook.
             traffic.wrong = 0
+            recovered = f'model_accuracy{{model="{MODEL}"}} >= 0.8'
             for name in ("CriticalModelAccuracy", "LowModelAccuracy"):
-                wait_until(
-                    lambda name=name: (
-                        not firing(prom, name)
-                        and prom_query(prom, f'model_accuracy{{model="{MODEL}"}} >= 0.8')
-                    ),
-                    DEADLINE,
-                    what=f"{name} to resolve",
-                )
-                wait_until(
-                    lambda name=name: webhook.received(name, "resolved"),
-                    DEADLINE,
+                until(partial(resolved, prom, name, recovered), what=f"{name} to resolve")
+                until(
+                    partial(webhook.received, name, "resolved"),
                     what=f"the resolution of {name} at the webhook",
                 )
 
@@ -348,10 +351,9 @@ def test_accuracy_alerts_and_collector_down_reach_the_webhook(
             total_before = metric_value(collector.url, "model_predictions_total")  # type: ignore[attr-defined]
             assert total_before == traffic.sent
             collector.stop()
-            wait_until(lambda: firing(prom, "CollectorDown"), DEADLINE, what="CollectorDown")
-            down = wait_until(
+            until(lambda: firing(prom, "CollectorDown"), what="CollectorDown")
+            down = until(
                 lambda: webhook.received("CollectorDown", "firing"),
-                DEADLINE,
                 what="CollectorDown at the webhook",
             )
             assert down[0]["labels"]["instance"] == f"127.0.0.1:{collector.port}"  # type: ignore[attr-defined]
@@ -364,22 +366,19 @@ def test_accuracy_alerts_and_collector_down_reach_the_webhook(
             )
             with restarted:
                 assert metric_value(restarted.url, "model_predictions_total") == total_before  # type: ignore[attr-defined]
-                wait_until(
+                until(
                     lambda: not firing(prom, "CollectorDown"),
-                    DEADLINE,
                     what="CollectorDown to resolve",
                 )
-                wait_until(
+                until(
                     lambda: webhook.received("CollectorDown", "resolved"),
-                    DEADLINE,
                     what="the resolution of CollectorDown at the webhook",
                 )
                 traffic.resume()
-                wait_until(
+                until(
                     lambda: prom_query(
                         prom, f'model_predictions_total{{model="{MODEL}"}} > {total_before}'
                     ),
-                    DEADLINE,
                     what="the counter to grow past its value before the restart",
                 )
                 resets = prom_query(

@@ -104,8 +104,12 @@ def _snapshot(stack: Stack, model: str, version: str) -> dict[str, Any]:
 def _expect_cards(page: Any, snapshot: dict[str, Any]) -> None:
     from playwright.sync_api import expect
 
-    for metric, key in (("accuracy", "accuracy"), ("precision", "precision"),
-                        ("recall", "recall"), ("f1_score", "f1")):
+    for metric, key in (
+        ("accuracy", "accuracy"),
+        ("precision", "precision"),
+        ("recall", "recall"),
+        ("f1_score", "f1"),
+    ):
         realized = snapshot["realized"][key]
         estimated = snapshot["estimated"][key]
         expect(page.locator(f"#card-{metric}-realized")).to_have_text(
@@ -150,8 +154,9 @@ def test_accuracy_drop_and_drift_show_as_alerts(stack: Stack, page: Any) -> None
     from playwright.sync_api import expect
 
     drifted = 1  # mean_texture moves by 3 standard deviations, and the labels flip
-    batch = ds.events(stack.model_a, "drop", 400, seed=3, shift_feature=drifted, shift_sd=3.0,
-                      flip_labels=True)
+    batch = ds.events(
+        stack.model_a, "drop", 400, seed=3, shift_feature=drifted, shift_sd=3.0, flip_labels=True
+    )
     ds.send(stack.collector.url, MODEL_A, batch)  # type: ignore[attr-defined]
     critical = page.locator('.alert-critical[data-alertname="CriticalModelAccuracy"]')
     expect(critical).to_be_visible(timeout=60_000)

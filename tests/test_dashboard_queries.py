@@ -74,7 +74,7 @@ def test_selector_quotes_and_escapes_label_values() -> None:
 
 
 def test_resolve_falls_back_to_what_exists() -> None:
-    catalog = _catalog(3) + [{"model": "m01", "version": "v2", "task": "binary"}]
+    catalog = [*_catalog(3), {"model": "m01", "version": "v2", "task": "binary"}]
     assert resolve(Selection("m01", "v2"), catalog) == Selection("m01", "v2")
     assert resolve(Selection("m01", None), catalog).version == "v2"
     assert resolve(Selection("gone", "v1"), catalog).model == "m00"
@@ -129,8 +129,11 @@ def test_calls_per_refresh_stay_constant_with_models_and_features(
 ) -> None:
     collector, prom_url = stack
     url = collector.url  # type: ignore[attr-defined]
-    wait_until(lambda: prom_query(prom_url, 'model_feature_drift{model="one"}'), timeout=40,
-               what="drift figures of model one in Prometheus")
+    wait_until(
+        lambda: prom_query(prom_url, 'model_feature_drift{model="one"}'),
+        timeout=40,
+        what="drift figures of model one in Prometheus",
+    )
     calls_small, view = _refresh(prom_url, Selection(None, None))
     assert view["model"] == "one" and len(view["drift"]) == 5
     assert calls_small == CALLS_PER_REFRESH
@@ -141,8 +144,10 @@ def test_calls_per_refresh_stay_constant_with_models_and_features(
         ds.register(url, f"wide-{i:02d}", body)
         ds.send(url, f"wide-{i:02d}", ds.events(wide, f"w{i}", 60, seed=10 + i))
     wait_until(
-        lambda: len(prom_query(prom_url, 'count by (model) (model_feature_drift{statistic="psi"})'))
-        == 21,
+        lambda: (
+            len(prom_query(prom_url, 'count by (model) (model_feature_drift{statistic="psi"})'))
+            == 21
+        ),
         timeout=40,
         what="drift figures of all 21 models",
     )
@@ -155,14 +160,21 @@ def test_calls_per_refresh_stay_constant_with_models_and_features(
 @pytest.mark.e2e
 def test_view_figures_equal_the_collector_metrics(stack: tuple[ManagedProcess, str]) -> None:
     collector, prom_url = stack
-    wait_until(lambda: prom_query(prom_url, 'model_accuracy{model="one"}'), timeout=40,
-               what="accuracy of model one in Prometheus")
+    wait_until(
+        lambda: prom_query(prom_url, 'model_accuracy{model="one"}'),
+        timeout=40,
+        what="accuracy of model one in Prometheus",
+    )
     snapshot = httpx.get(f"{collector.url}/v1/models/one", timeout=10).json()  # type: ignore[attr-defined]
     figures = snapshot["snapshots"]["v1"]
     _, view = _refresh(prom_url, Selection("one", "v1"))
     cards = {c["metric"]: c for c in view["cards"]}
-    for metric, key in (("accuracy", "accuracy"), ("precision", "precision"),
-                        ("recall", "recall"), ("f1_score", "f1")):
+    for metric, key in (
+        ("accuracy", "accuracy"),
+        ("precision", "precision"),
+        ("recall", "recall"),
+        ("f1_score", "f1"),
+    ):
         assert cards[metric]["realized"] == pytest.approx(figures["realized"][key], rel=1e-9)
         assert cards[metric]["estimated"] == pytest.approx(figures["estimated"][key], rel=1e-9)
     assert cards["accuracy"]["labeled"] == figures["window_labeled"]
@@ -184,3 +196,48 @@ def test_a_bad_query_is_a_prom_error_not_a_disconnect(stack: tuple[ManagedProces
     with pytest.raises(PromError, match="parse error"):
         client.call(PromCall("bad", "/api/v1/query", {"query": "sum(("}))
     client.close()
+
+
+@pytest.mark.e2e
+def test_the_same_queries_work_on_victoriametrics(
+    stack: tuple[ManagedProcess, str], tmp_path: Path
+) -> None:
+    """A Prometheus-compatible store: VictoriaMetrics scraping the same collector."""
+    binary = require_binary("victoria-metrics")
+    collector, _ = stack
+    port = free_port()
+    config = tmp_path / "scrape.yml"
+    config.write_text(
+        "global:\n  scrape_interval: 1s\nscrape_configs:\n  - job_name: modelmeter\n"
+        f"    static_configs:\n      - targets: ['127.0.0.1:{collector.port}']\n"  # type: ignore[attr-defined]
+    )
+    vm = ManagedProcess(
+        "victoria-metrics",
+        [
+            binary,
+            f"-storageDataPath={tmp_path / 'vm'}",
+            f"-httpListenAddr=127.0.0.1:{port}",
+            f"-promscrape.config={config}",
+            "-search.latencyOffset=0s",
+            "-loggerLevel=ERROR",
+        ],
+        tmp_path / "vm.log",
+        ready_url=f"http://127.0.0.1:{port}/health",
+    )
+    with vm:
+        vm_url = f"http://127.0.0.1:{port}"
+        wait_until(
+            lambda: prom_query(vm_url, 'model_feature_drift{model="one"}'),
+            timeout=40,
+            what="drift figures in VictoriaMetrics",
+        )
+        client = PromClient(vm_url)
+        try:
+            raw = fetch_refresh(client, Selection("one", None), time.time())
+        finally:
+            client.close()
+        view = build_view(raw)
+        assert set(raw.errors) <= {"alerts"}, raw.errors  # alerts need vmalert behind VM
+        assert raw.calls == CALLS_PER_REFRESH
+        assert view["model"] == "one" and len(view["drift"]) == 5
+        assert view["cards"][0]["realized"] is not None

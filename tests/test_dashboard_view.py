@@ -4,14 +4,18 @@ from __future__ import annotations
 
 import argparse
 import socket
+import sys
 import threading
 import time
 from collections.abc import Iterator
+from pathlib import Path
 from typing import Any
 
+import httpx
 import pytest
 from dash.exceptions import PreventUpdate
 
+from helpers import ManagedProcess, free_port, wait_until
 from modelmeter.dashboard import format as fmt
 from modelmeter.dashboard.app import Fetcher, create_app
 from modelmeter.dashboard.cli import configure, settings_from
@@ -66,8 +70,14 @@ def test_a_model_without_data_shows_hints_in_every_panel() -> None:
     out = render_view(view)
     assert not out["main_hidden"]
     text = str(out)
-    for hint in ("waiting for ≥", "No active alerts for m", "No drift figures yet",
-                 "No data-quality figures yet", "No labels yet", "No serving replica"):
+    for hint in (
+        "waiting for ≥",
+        "No active alerts for m",
+        "No drift figures yet",
+        "No data-quality figures yet",
+        "No labels yet",
+        "No serving replica",
+    ):
         assert hint in text, hint
     for graph in GRAPHS:
         figure = out["figures"][graph]
@@ -79,9 +89,7 @@ def test_a_model_without_data_shows_hints_in_every_panel() -> None:
 def test_alert_store_without_alerts_api_is_explained() -> None:
     catalog = [{"model": "m", "version": "v1", "task": "binary"}]
     answers = _empty_answers() | {"alerts": None}
-    view = build_view(
-        RawRefresh(Selection("m", "v1"), 1.0, catalog, answers, {"alerts": "404"}, 8)
-    )
+    view = build_view(RawRefresh(Selection("m", "v1"), 1.0, catalog, answers, {"alerts": "404"}, 8))
     assert "does not serve /api/v1/alerts" in str(render_view(view)["alerts"])
 
 
@@ -99,8 +107,12 @@ def _args(*argv: str) -> argparse.Namespace:
 
 def test_settings_environment_and_flags() -> None:
     s = settings_from(_args(), {"PROM_URL": "http://vm:8428", "PORT": "9000"})
-    assert (s.prom_url, s.port, s.host, s.refresh_seconds) == ("http://vm:8428", 9000,
-                                                               "127.0.0.1", 2.0)
+    assert (s.prom_url, s.port, s.host, s.refresh_seconds) == (
+        "http://vm:8428",
+        9000,
+        "127.0.0.1",
+        2.0,
+    )
     s = settings_from(_args("--port", "8123", "--host", "0.0.0.0"), {"PORT": "9000"})
     assert (s.port, s.host) == (8123, "0.0.0.0")
     with pytest.raises(ValueError, match="PORT='x'"):
@@ -175,3 +187,24 @@ def test_a_hung_prometheus_times_out_and_ticks_do_not_pile_up(silent_server: str
     assert elapsed < 1.5  # one timeout (calls run in parallel), not one per call
     assert client.calls == 2
     client.close()
+
+
+def test_the_command_serves_the_page_with_basic_auth(tmp_path: Path) -> None:
+    port = free_port()
+    env = {
+        "PROM_URL": f"http://127.0.0.1:{free_port()}",
+        "PORT": str(port),
+        "MODELMETER_DASHBOARD_USER": "ops",
+        "MODELMETER_DASHBOARD_PASSWORD": "s3cret",
+    }
+    argv = [sys.executable, "-m", "modelmeter.dashboard.cli", "--refresh", "1s"]
+    with ManagedProcess("dashboard", argv, tmp_path / "dashboard.log", env=env) as proc:
+        url = f"http://127.0.0.1:{port}/"
+        wait_until(
+            lambda: httpx.get(url, timeout=2).status_code == 401,
+            timeout=30,
+            what="the dashboard to answer 401 without credentials",
+        )
+        page = httpx.get(url, auth=("ops", "s3cret"), timeout=5)
+        assert page.status_code == 200 and "<title>modelmeter</title>" in page.text
+        assert "on http://127.0.0.1:" in proc.log() and "basic auth" in proc.log()

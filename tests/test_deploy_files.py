@@ -122,7 +122,8 @@ def test_single_container_runs_the_whole_stack_on_port_and_data_volume() -> None
     text = "\n".join(f"{k} {a}" for k, a in steps)
     cmd = json.loads(next(a for k, a in steps if k == "CMD"))
     assert cmd[:2] == ["modelmeter", "up"]
-    assert cmd[cmd.index("--host") + 1] == "0.0.0.0"
+    assert cmd[cmd.index("--host") + 1] == "0.0.0.0"  # the dashboard, on $PORT
+    assert cmd[cmd.index("--collector-host") + 1] == "0.0.0.0"  # private network
     assert cmd[cmd.index("--data-dir") + 1] == DATA_DIR
     assert json.loads(next(a for k, a in steps if k == "VOLUME")) == [DATA_DIR]
     assert "PORT=8050" in text

@@ -466,7 +466,7 @@ def test_labels_come_only_from_the_spec(scenario: Scenario) -> None:
 
 
 def test_label_values_are_escaped_like_the_client(scenario: Scenario) -> None:
-    classes = ('say "benign"', "back\\slash\nmalignant")
+    classes = ('say "benign"', "back\\slash malignant")
     rename = {"benign": classes[0], "malignant": classes[1]}
     spec = load_spec(
         {**scenario.spec.to_dict(), "classes": list(classes), "positive_class": classes[1]}
@@ -489,15 +489,15 @@ def test_label_values_are_escaped_like_the_client(scenario: Scenario) -> None:
         )
     )
     state = CollectorState(
-        models=[ModelState('the "odd" model', spec, {"v1": monitor.snapshot(NOW)})]
+        models=[ModelState('the "odd"\nmodel', spec, {"v1": monitor.snapshot(NOW)})]
     )
     collector = ModelMetricsCollector(lambda: state)
     only = CollectorRegistry()
     only.register(collector)
     text = collector.expose()
     assert text == generate_latest(only).decode()
-    assert 'class="back\\\\slash\\nmalignant"' in text
-    assert 'model="the \\"odd\\" model"' in text
+    assert 'class="back\\\\slash malignant"' in text
+    assert 'model="the \\"odd\\"\\nmodel"' in text
     parsed = _label_values(text, "class")
     assert parsed == set(classes)
 

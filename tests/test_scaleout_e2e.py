@@ -343,6 +343,7 @@ def test_two_shards_equal_one_collector_and_sklearn(stack: dict[str, Any]) -> No
         (correct_a * w + correct_b) / (len(rest_a) * w + len(rest_b))
         for w in (1 - SHARD_SKEW, 1 + SHARD_SKEW)
     )
+    print(f"two-shard bound for a {SHARD_SKEW:.0%} extrapolation skew: [{low:.6f}, {high:.6f}]")
     assert low - 1e-9 <= values["prom_multi"] <= high + 1e-9, (low, high)
     assert values["prom_multi"] == pytest.approx(values["prom_single"], abs=high - low)
 

@@ -46,7 +46,7 @@ def test_schemathesis_finds_no_server_error(tmp_path: Path) -> None:
                 "--phases", "examples,coverage,fuzzing,stateful",
                 "--max-examples", "15",
                 "--seed", "7",
-                "--max-time", "40",
+                "--max-time", "30",
                 "--workers", "1",
                 "--no-color",
                 "--generation-database", "none",

@@ -223,6 +223,8 @@ ERROR_CASES: list[tuple[dict[str, Any], str, str]] = [
     (_with(classes=["0", "1", "2"]), "classes", "exactly 2 classes, got 3"),
     (_with(classes=["0", "0"]), "classes[1]", "duplicate class '0'"),
     (_with(classes=["0", None]), "classes[1]", "expected a string or number"),
+    (_with(classes=["0", "a\nb"]), "classes[1]", "printable characters, got 'a\\nb'"),
+    (_with(classes=["0", "x" * 129]), "classes[1]", "1 to 128 printable characters"),
     (_with(positive_class="2"), "positive_class", "expected one of the classes"),
     (_with(features=[]), "features", "non-empty list"),
     (_with(features={"x": "numeric"}), "features", "expected a non-empty list"),
@@ -425,6 +427,10 @@ def test_parquet_path_bytes_and_gzip_csv_equal_the_csv(tmp_path: Path) -> None:
     frame = _binary_frame()
     frame.to_parquet(tmp_path / "binary-reference.csv")  # the content decides the format
     _assert_same_reference(from_csv, load_reference(spec, base_dir=tmp_path))
+    frame.to_parquet(tmp_path / "ref.parquet")
+    data = {**spec.to_dict(), "reference": {"path": "ref.parquet"}}
+    (tmp_path / "spec.json").write_text(json.dumps(data))
+    _assert_same_reference(from_csv, load_reference(load_spec(tmp_path / "spec.json")))
     buffer = io.BytesIO()
     frame.to_parquet(buffer)
     _assert_same_reference(from_csv, load_reference(spec, data=buffer.getvalue()))
@@ -675,3 +681,51 @@ def test_check_spec_with_other_reference(
     assert _run_cli(str(EXAMPLES / "binary-spec.yaml"), "--reference", str(bad)) == 1
     assert "has 10 rows" in capsys.readouterr().err
     assert _run_cli(str(EXAMPLES / "binary-spec.yaml"), "--reference", str(tmp_path / "nope")) == 1
+    assert "cannot read" in capsys.readouterr().err
+    good = tmp_path / "other.parquet"
+    _binary_frame().to_parquet(good)
+    assert _run_cli(str(EXAMPLES / "binary-spec.yaml"), "--reference", str(good)) == 0
+    assert f"  reference   {good}: 228 rows" in capsys.readouterr().out.splitlines()
+
+
+def test_check_spec_without_a_reference_path(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    path = tmp_path / "spec.json"
+    path.write_text(
+        json.dumps({"task": "regression", "features": [{"name": "x", "type": "numeric"}]})
+    )
+    assert _run_cli(str(path)) == 1
+    assert "reference.path: not set" in capsys.readouterr().err
+    assert _run_cli(str(path), "--no-reference") == 0
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        "min_samples: " + "1" * 5000,  # beyond Python's int-to-str digit limit
+        '{"min_samples": ' + "1" * 5000 + "}",
+        "[" * 100_000 + "]" * 100_000,  # nesting deeper than the recursion limit
+    ],
+    ids=["yaml-digits", "json-digits", "deep-nesting"],
+)
+def test_hostile_documents_give_a_spec_error(text: str) -> None:
+    with pytest.raises(SpecError, match="not a usable") as info:
+        load_spec(text)
+    assert info.value.path == "spec"
+
+
+def test_huge_numbers_are_rejected_by_field() -> None:
+    huge = 10**400
+    data = _with(min_samples=huge, window__length=huge, thresholds__memory_bytes=huge)
+    data["features"][0]["range"] = [0, huge]
+    with pytest.raises(SpecError) as info:
+        load_spec(data)
+    assert [p for p, _ in info.value.problems] == [
+        "features[0].range",
+        "window.length",
+        "min_samples",
+        "thresholds.memory_bytes",
+    ]
+    assert "a number too large" in str(info.value)
+    assert len(str(info.value)) < 1000

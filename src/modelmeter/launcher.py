@@ -48,6 +48,8 @@ __all__ = [
 
 DEB_PACKAGES = "apt-get install -y --no-install-recommends prometheus prometheus-alertmanager"
 READY_TIMEOUT = 60.0
+# Children whose normal end (exit code 0) does not stop the stack.
+MAY_FINISH = frozenset({"demo"})
 
 
 class StackError(RuntimeError):
@@ -99,6 +101,9 @@ def configure(parser: argparse.ArgumentParser) -> None:
         "--demo", action="store_true", help="also run the demo model service and its traffic"
     )
     parser.add_argument(
+        "--demo-port", type=int, default=8001, help="port of the demo model service (--demo)"
+    )
+    parser.add_argument(
         "--data-dir",
         type=Path,
         default=Path("modelmeter-data"),
@@ -123,6 +128,7 @@ class Plan:
     alertmanager_port: int
     dashboard_port: int | None
     demo: bool
+    demo_port: int
     data_dir: Path
     webhook_url: str | None
     prometheus_bin: str
@@ -179,6 +185,8 @@ def plan_from(args: argparse.Namespace) -> Plan:
     ]
     if dashboard_port is not None:
         ports.append(("dashboard", args.host, dashboard_port, "--dashboard-port"))
+    if args.demo:
+        ports.append(("demo model service", "127.0.0.1", args.demo_port, "--demo-port"))
     seen: dict[int, str] = {}
     for name, host, port, flag in ports:
         if not 0 < port < 65536:
@@ -199,6 +207,7 @@ def plan_from(args: argparse.Namespace) -> Plan:
         alertmanager_port=args.alertmanager_port,
         dashboard_port=dashboard_port,
         demo=args.demo,
+        demo_port=args.demo_port,
         data_dir=Path(args.data_dir).resolve(),
         webhook_url=args.webhook_url,
         prometheus_bin=prometheus_bin,
@@ -348,7 +357,19 @@ def build_children(plan: Plan, run_dir: Path) -> list[tuple[Child, str | None]]:
             (
                 Child(
                     "demo",
-                    [python, "-m", "modelmeter", "demo", "--collector-url", plan.collector_url],
+                    [
+                        python,
+                        "-m",
+                        "modelmeter",
+                        "demo",
+                        "--collector-url",
+                        plan.collector_url,
+                        "--model-port",
+                        str(plan.demo_port),
+                        "--data-dir",
+                        str(plan.data_dir),
+                        "--loop",
+                    ],
                 ),
                 None,
             )
@@ -397,10 +418,15 @@ def run(args: argparse.Namespace) -> int:
             if ready_url is not None:
                 wait_ready(child, partial(http_ready, ready_url), READY_TIMEOUT, ready_url)
         _print_urls(plan)
+        watched = list(started)
         while True:
-            for child in started:
+            for child in list(watched):
                 if not child.alive():
                     child.wait(timeout=5)
+                    if child.name in MAY_FINISH and child.returncode == 0:
+                        _note(f"{child.name} finished; the rest keeps running")
+                        watched.remove(child)
+                        continue
                     raise ChildDied(child)
             time.sleep(0.2)
     except (KeyboardInterrupt, _Stop):

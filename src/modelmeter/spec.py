@@ -165,9 +165,9 @@ def parse_duration(value: str | float) -> float:
     (300.0, 5400.0, 0.25, 7.0)
     """
     if isinstance(value, bool):
-        raise ValueError(f"expected a duration like '30s', '5m', '1h' or '7d', got {value!r}")
+        raise ValueError(f"expected a duration like '30s', '5m', '1h' or '7d', got {_show(value)}")
     if isinstance(value, int | float):
-        seconds = float(value)
+        seconds = _as_float(value)
     elif isinstance(value, str):
         text = value.strip()
         try:
@@ -176,13 +176,13 @@ def parse_duration(value: str | float) -> float:
             parts = _DURATION_PART.findall(text)
             if not parts or "".join(n + u for n, u in parts) != text:
                 raise ValueError(
-                    f"expected a duration like '30s', '5m', '1h' or '7d', got {value!r}"
+                    f"expected a duration like '30s', '5m', '1h' or '7d', got {_show(value)}"
                 ) from None
             seconds = sum(float(n) * _UNIT_SECONDS[u] for n, u in parts)
     else:
-        raise ValueError(f"expected a duration like '30s', '5m', '1h' or '7d', got {value!r}")
+        raise ValueError(f"expected a duration like '30s', '5m', '1h' or '7d', got {_show(value)}")
     if not math.isfinite(seconds) or seconds < 0:
-        raise ValueError(f"expected a non-negative duration, got {value!r}")
+        raise ValueError(f"expected a finite, non-negative duration, got {_show(value)}")
     return seconds
 
 
@@ -338,18 +338,38 @@ class ModelSpec:
 # --------------------------------------------------------------------------- parsing
 
 
+def _short(error: BaseException) -> str:
+    text = str(error).splitlines()[0] if str(error) else type(error).__name__
+    return text if len(text) <= 80 else text[:77] + "..."
+
+
 def _show(value: Any) -> str:
     """A short, safe rendering of a bad value for an error message."""
     if isinstance(value, Mapping):
         return "a mapping"
     if isinstance(value, list | tuple):
         return f"a list of {len(value)}"
+    if isinstance(value, int) and not isinstance(value, bool) and abs(value) > 10**30:
+        return "a number too large"
     text = repr(value)
     return text if len(text) <= 40 else text[:37] + "..."
 
 
 def _is_number(value: Any) -> bool:
     return isinstance(value, int | float) and not isinstance(value, bool)
+
+
+def _as_float(value: int | float) -> float:
+    """``float(value)``; ints too large for a float become infinity instead of raising."""
+    try:
+        return float(value)
+    except OverflowError:
+        return math.inf if value > 0 else -math.inf
+
+
+def _finite(value: Any) -> bool:
+    """A real number (not bool) that is finite as a float."""
+    return _is_number(value) and math.isfinite(_as_float(value))
 
 
 def _class_str(value: Any) -> str:
@@ -404,7 +424,7 @@ class _Problems:
         return value
 
     def number(self, value: Any, path: str, low: float, high: float) -> float | None:
-        if not _is_number(value) or not math.isfinite(value) or not low <= value <= high:
+        if not _finite(value) or not low <= value <= high:
             self.add(path, f"expected a number from {low:g} to {high:g}, got {_show(value)}")
             return None
         return float(value)
@@ -426,6 +446,8 @@ def _parse_document(source: str | bytes) -> Any:
             raise SpecError(
                 [("spec", f"not valid JSON: {exc.msg} at line {exc.lineno} column {exc.colno}")]
             ) from None
+        except (ValueError, RecursionError) as exc:  # e.g. a 5,000-digit number, deep nesting
+            raise SpecError([("spec", f"not a usable JSON document: {_short(exc)}")]) from None
     try:
         return yaml.safe_load(text)
     except yaml.YAMLError as exc:
@@ -435,6 +457,8 @@ def _parse_document(source: str | bytes) -> Any:
             where = f" at line {mark.line + 1} column {mark.column + 1}"
         problem = getattr(exc, "problem", None) or "syntax error"
         raise SpecError([("spec", f"not valid YAML or JSON: {problem}{where}")]) from None
+    except (ValueError, RecursionError) as exc:
+        raise SpecError([("spec", f"not a usable YAML document: {_short(exc)}")]) from None
 
 
 def load_spec(
@@ -540,22 +564,26 @@ def _parse_classes(
             + ("nothing" if raw is None else _show(raw)),
         )
         return (), None
+    if len(raw) > MAX_CLASSES:
+        problems.add("classes", f"at most {MAX_CLASSES} classes, got {len(raw)}")
+        return (), None
     classes: list[str] = []
     for i, value in enumerate(raw):
         if isinstance(value, Mapping | list) or value is None:
             problems.add(f"classes[{i}]", f"expected a string or number, got {_show(value)}")
             continue
         name = str(value)
-        if not name or len(name) > MAX_CLASS_LENGTH:
-            problems.add(f"classes[{i}]", f"expected 1 to {MAX_CLASS_LENGTH} characters")
+        if not name or len(name) > MAX_CLASS_LENGTH or not name.isprintable():
+            problems.add(
+                f"classes[{i}]",
+                f"expected 1 to {MAX_CLASS_LENGTH} printable characters, got {_show(value)}",
+            )
         elif name in classes:
             problems.add(f"classes[{i}]", f"duplicate class {name!r}")
         else:
             classes.append(name)
     if task == "binary" and len(raw) != 2:
         problems.add("classes", f"a binary model has exactly 2 classes, got {len(raw)}")
-    if len(raw) > MAX_CLASSES:
-        problems.add("classes", f"at most {MAX_CLASSES} classes, got {len(raw)}")
     positive: str | None = None
     if task == "binary" and len(classes) == 2:
         if raw_positive is None:
@@ -582,6 +610,7 @@ def _parse_features(raw: Any, problems: _Problems) -> tuple[Feature, ...]:
         return ()
     if len(raw) > MAX_FEATURES:
         problems.add("features", f"at most {MAX_FEATURES} features, got {len(raw)}")
+        return ()
     features: list[Feature] = []
     seen: set[str] = set()
     for i, item in enumerate(raw):
@@ -625,7 +654,7 @@ def _parse_features(raw: Any, problems: _Problems) -> tuple[Feature, ...]:
 
 def _parse_range(raw: Any, path: str, problems: _Problems) -> tuple[float | None, float | None]:
     ok = isinstance(raw, list) and len(raw) == 2
-    ok = ok and all(v is None or (_is_number(v) and math.isfinite(v)) for v in raw)
+    ok = ok and all(v is None or _finite(v) for v in raw)
     if not ok:
         problems.add(path, f"expected [low, high] (numbers, null = open), got {_show(raw)}")
         return None, None

@@ -1,9 +1,9 @@
-"""Validate a model spec and its reference data: ``modelmeter check-spec FILE``.
+"""Validate a model spec and its reference data.
 
-Loads the spec (YAML or JSON), reads and checks the reference file it names, and builds
-the engine's monitor from them, exactly as the collector does on ``PUT /v1/models/{model}``.
-Prints a summary and exits 0 when all is well; prints every problem, with its field path,
-and exits 1 otherwise.
+``modelmeter check-spec FILE`` loads the spec (YAML or JSON), reads and checks the
+reference file it names, and builds the engine's monitor from them, exactly as the
+collector does on ``PUT /v1/models/{model}``. It prints a summary and exits 0 when all is
+well; it prints every problem, with its field path, and exits 1 otherwise.
 
 Example::
 
@@ -60,8 +60,19 @@ def run(args: argparse.Namespace) -> int:
     try:
         spec = load_spec(file)
         rows = None
+        source = None
         if not args.no_reference:
             data = None
+            if args.reference is None and spec.reference.path is None:
+                raise SpecError(
+                    [
+                        (
+                            "reference.path",
+                            "not set: name the reference file in the spec, pass "
+                            "--reference DATA, or check the spec alone with --no-reference",
+                        )
+                    ]
+                )
             if args.reference is not None:
                 try:
                     data = args.reference.read_bytes()
@@ -71,6 +82,7 @@ def run(args: argparse.Namespace) -> int:
             reference = load_reference(spec, data=data)
             _build_monitor(spec, reference)
             rows = len(reference.labels)
+            source = str(args.reference) if args.reference is not None else spec.reference.path
     except SpecError as error:
         print(f"{file}: {len(error.problems)} problem(s)", file=sys.stderr)
         for path, message in error.problems:
@@ -80,7 +92,7 @@ def run(args: argparse.Namespace) -> int:
         print(json.dumps(spec.to_dict(), indent=2))
     else:
         print(f"{file}: OK")
-        print(_summary(spec, rows))
+        print(_summary(spec, source, rows))
     return 0
 
 
@@ -94,7 +106,7 @@ def _build_monitor(spec: ModelSpec, reference: ReferenceData) -> None:
         raise SpecError([("reference", f"the engine cannot fit this reference: {exc}")]) from None
 
 
-def _summary(spec: ModelSpec, rows: int | None) -> str:
+def _summary(spec: ModelSpec, source: str | None, rows: int | None) -> str:
     lines: list[tuple[str, str]] = []
     task: str = spec.task
     if spec.classes:
@@ -110,7 +122,7 @@ def _summary(spec: ModelSpec, rows: int | None) -> str:
         )
     )
     if rows is not None:
-        lines.append(("reference", f"{spec.reference.path}: {rows} rows"))
+        lines.append(("reference", f"{source}: {rows} rows"))
     buckets = int(spec.window_seconds // spec.bucket_seconds)
     lines.append(
         (

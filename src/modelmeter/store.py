@@ -359,6 +359,10 @@ class Store:
                 found[row[0]] = PendingLabel(row[0], bytes(row[1]), float(row[2]))
         return found
 
+    def has_pending_labels(self, model: str) -> bool:
+        """Whether any label of ``model`` waits for its prediction (skips a lookup if not)."""
+        return bool(self._query("SELECT 1 FROM pending_labels WHERE model = ? LIMIT 1", (model,)))
+
     def pending_counts(self) -> dict[str, int]:
         """Predictions waiting for a label, per model."""
         return {

@@ -84,7 +84,6 @@ def _options(values: list[str]) -> list[dict[str, str]]:
 def _install_basic_auth(server: Any, user: str, password: str) -> None:
     expected = base64.b64encode(f"{user}:{password}".encode()).decode()
 
-    @server.before_request
     def _check() -> Response | None:
         header = request.headers.get("Authorization", "")
         if header.startswith("Basic ") and hmac.compare_digest(header[6:].strip(), expected):
@@ -94,6 +93,8 @@ def _install_basic_auth(server: Any, user: str, password: str) -> None:
             401,
             {"WWW-Authenticate": 'Basic realm="modelmeter dashboard"'},
         )
+
+    server.before_request(_check)
 
 
 def create_app(
@@ -119,7 +120,7 @@ def create_app(
         __name__,
         assets_folder=str(ASSETS),
         title="modelmeter",
-        update_title=None,
+        update_title="",
         serve_locally=True,
     )
     app.layout = build_layout(refresh_seconds)
@@ -145,8 +146,12 @@ def create_app(
         running=[(Output(IDS["tick"], "disabled"), True, False)],
     )
     def refresh(
-        _tick: int, model: str | None, version: str | None, range_key: str | None,
-        model_options: list[dict[str, str]] | None, version_options: list[dict[str, str]] | None,
+        _tick: int,
+        model: str | None,
+        version: str | None,
+        range_key: str | None,
+        model_options: list[dict[str, str]] | None,
+        version_options: list[dict[str, str]] | None,
     ) -> tuple[Any, ...]:
         sel = Selection(model, version, range_key or "15m")
         try:

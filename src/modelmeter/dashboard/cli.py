@@ -9,8 +9,9 @@ Settings come from the environment, overridden by flags: ``PROM_URL``
 >>> parser = argparse.ArgumentParser()
 >>> configure(parser)
 >>> args = parser.parse_args(["--prom-url", "http://prom:9090", "--refresh", "5s"])
->>> settings_from(args, environ={})
-DashboardSettings(prom_url='http://prom:9090', host='127.0.0.1', port=8050, refresh_seconds=5.0, timeout_seconds=1.5, user=None, password=None)
+>>> s = settings_from(args, environ={})
+>>> s.prom_url, s.host, s.port, s.refresh_seconds
+('http://prom:9090', '127.0.0.1', 8050, 5.0)
 """
 
 from __future__ import annotations
@@ -41,13 +42,16 @@ class DashboardSettings:
 
 def configure(parser: argparse.ArgumentParser) -> None:
     """Add the dashboard's flags (unset flags fall back to the environment, then defaults)."""
-    parser.add_argument("--prom-url", help="Prometheus query URL [env PROM_URL, default "
-                        "http://localhost:9090]")
-    parser.add_argument("--host", help="interface to listen on [env MODELMETER_DASHBOARD_HOST, "
-                        "default 127.0.0.1]")
+    parser.add_argument(
+        "--prom-url", help="Prometheus query URL [env PROM_URL, default http://localhost:9090]"
+    )
+    parser.add_argument(
+        "--host", help="interface to listen on [env MODELMETER_DASHBOARD_HOST, default 127.0.0.1]"
+    )
     parser.add_argument("--port", type=int, help="TCP port [env PORT, default 8050]")
-    parser.add_argument("--refresh", help="refresh interval, e.g. 2s "
-                        "[env MODELMETER_DASHBOARD_REFRESH, default 2s]")
+    parser.add_argument(
+        "--refresh", help="refresh interval, e.g. 2s [env MODELMETER_DASHBOARD_REFRESH, default 2s]"
+    )
     parser.add_argument("--timeout", help="timeout of one Prometheus call [default 1.5s]")
 
 
@@ -119,3 +123,9 @@ def run(args: argparse.Namespace) -> int:
     )
     app.run(host=settings.host, port=settings.port, debug=False, threaded=True)
     return 0
+
+
+if __name__ == "__main__":  # python -m modelmeter.dashboard.cli (same as modelmeter dashboard)
+    _parser = argparse.ArgumentParser(prog="python -m modelmeter.dashboard.cli")
+    configure(_parser)
+    sys.exit(run(_parser.parse_args()))

@@ -61,8 +61,10 @@ def bytes_(value: float | None) -> str:
         return DASH
     for unit, size in (("GiB", 2**30), ("MiB", 2**20), ("KiB", 2**10)):
         if value >= size:
-            return f"{value / size:.0f} {unit}" if value / size >= 100 else (
-                f"{value / size:.1f} {unit}"
+            return (
+                f"{value / size:.0f} {unit}"
+                if value / size >= 100
+                else (f"{value / size:.1f} {unit}")
             )
     return f"{value:.0f} B"
 

@@ -44,7 +44,7 @@ GRAPHS = (
     "cpu-graph",
     "memory-graph",
 )
-_GRAPH_CONFIG = {"displaylogo": False, "displayModeBar": "hover", "responsive": True}
+_GRAPH_CONFIG: Any = {"displaylogo": False, "displayModeBar": "hover", "responsive": True}
 
 
 def _panel(title: str, *children: Any, wide: bool = False, panel_id: str = "") -> html.Section:
@@ -70,9 +70,7 @@ def _header() -> html.Header:
             html.Div(
                 [
                     html.Label("Model", htmlFor=IDS["model"], className="select-label"),
-                    dcc.Dropdown(
-                        id=IDS["model"], clearable=False, className="select select-model"
-                    ),
+                    dcc.Dropdown(id=IDS["model"], clearable=False, className="select select-model"),
                     html.Label("Version", htmlFor=IDS["version"], className="select-label"),
                     dcc.Dropdown(
                         id=IDS["version"], clearable=False, className="select select-version"
@@ -108,15 +106,25 @@ def build_layout(refresh_seconds: float) -> html.Div:
                 wide=True,
                 panel_id="panel-performance",
             ),
-            _panel("Predictions and errors per second", _graph("throughput-graph"),
-                   panel_id="panel-throughput"),
+            _panel(
+                "Predictions and errors per second",
+                _graph("throughput-graph"),
+                panel_id="panel-throughput",
+            ),
             _panel("Latency p50 / p95 / p99", _graph("latency-graph"), panel_id="panel-latency"),
-            _panel("Drift per feature (PSI)", html.Div(id=IDS["drift_table"]),
-                   panel_id="panel-drift"),
-            _panel("Drift history (most drifted features)", _graph("drift-graph"),
-                   panel_id="panel-drift-history"),
-            _panel("Data quality (share of window predictions)", html.Div(id=IDS["quality"]),
-                   panel_id="panel-quality"),
+            _panel(
+                "Drift per feature (PSI)", html.Div(id=IDS["drift_table"]), panel_id="panel-drift"
+            ),
+            _panel(
+                "Drift history (most drifted features)",
+                _graph("drift-graph"),
+                panel_id="panel-drift-history",
+            ),
+            _panel(
+                "Data quality (share of window predictions)",
+                html.Div(id=IDS["quality"]),
+                panel_id="panel-quality",
+            ),
             _panel("Processes now", html.Div(id=IDS["resources"]), panel_id="panel-processes"),
             _panel("CPU (1.0 = one core)", _graph("cpu-graph"), panel_id="panel-cpu"),
             _panel("Memory", _graph("memory-graph"), panel_id="panel-memory"),

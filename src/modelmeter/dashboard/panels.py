@@ -30,8 +30,9 @@ NO_MODEL = (
 DRIFT_TOP = 6
 
 
-def _level(value: float | None, warning: float | None, critical: float | None,
-           lower_is_bad: bool = False) -> str:
+def _level(
+    value: float | None, warning: float | None, critical: float | None, lower_is_bad: bool = False
+) -> str:
     """``ok``, ``warning``, ``critical`` or ``none`` for a value against two thresholds."""
     if value is None:
         return "none"
@@ -51,8 +52,12 @@ def _card(card: Mapping[str, Any], view: Mapping[str, Any]) -> html.Div:
     thresholds = view.get("thresholds") or {}
     level = "none"
     if metric == "accuracy":
-        level = _level(card["realized"], thresholds.get("accuracy_warning"),
-                       thresholds.get("accuracy_critical"), lower_is_bad=True)
+        level = _level(
+            card["realized"],
+            thresholds.get("accuracy_warning"),
+            thresholds.get("accuracy_critical"),
+            lower_is_bad=True,
+        )
     elif card["realized"] is not None:
         level = "ok"
     change = (
@@ -68,8 +73,9 @@ def _card(card: Mapping[str, Any], view: Mapping[str, Any]) -> html.Div:
     return html.Div(
         [
             html.Div(card["label"], className="card-title"),
-            html.Div(fmt.ratio(card["realized"]), className="card-value",
-                     id=f"card-{metric}-realized"),
+            html.Div(
+                fmt.ratio(card["realized"]), className="card-value", id=f"card-{metric}-realized"
+            ),
             html.Div(
                 [
                     html.Span("estimated "),
@@ -114,12 +120,19 @@ def _since(active_at: str | None, now: float) -> str:
 
 def _alerts(view: Mapping[str, Any]) -> list[Any]:
     if not view.get("alerts_available", True):
-        return [html.P("This store does not serve /api/v1/alerts (VictoriaMetrics: start it with "
-                       "-vmalert.proxyURL pointing at vmalert).", className="muted")]
-    rows = []
+        return [
+            html.P(
+                "This store does not serve /api/v1/alerts (VictoriaMetrics: start it with "
+                "-vmalert.proxyURL pointing at vmalert).",
+                className="muted",
+            )
+        ]
+    rows: list[Any] = []
     for a in view.get("alerts", []):
         value = "" if a["value"] is None else f"value {a['value']:.4g}"
-        extra = ", ".join(f"{k}={v}" for k, v in a["labels"].items() if k not in ("model", "instance", "job"))
+        extra = ", ".join(
+            f"{k}={v}" for k, v in a["labels"].items() if k not in ("model", "instance", "job")
+        )
         rows.append(
             html.Div(
                 [
@@ -128,14 +141,17 @@ def _alerts(view: Mapping[str, Any]) -> list[Any]:
                             html.Span(a["state"].upper(), className=f"badge badge-{a['state']}"),
                             html.Strong(a["name"], className="alert-name"),
                             html.Span(extra, className="alert-labels"),
-                            html.Span(_since(a["active_at"], view["time"]),
-                                      className="alert-since"),
+                            html.Span(
+                                _since(a["active_at"], view["time"]), className="alert-since"
+                            ),
                         ],
                         className="alert-head",
                     ),
                     html.Div(a["summary"], className="alert-summary"),
-                    html.Div([html.Span(a["description"]), html.Span(value, className="muted")],
-                             className="alert-description"),
+                    html.Div(
+                        [html.Span(a["description"]), html.Span(value, className="muted")],
+                        className="alert-description",
+                    ),
                 ],
                 className=f"alert alert-{a['severity']} alert-{a['state']}",
                 **{"data-alertname": a["name"], "data-severity": a["severity"]},
@@ -151,8 +167,10 @@ def _alerts(view: Mapping[str, Any]) -> list[Any]:
 
 def _stat(label: str, value: str, level: str = "none", stat_id: str = "") -> html.Div:
     return html.Div(
-        [html.Div(value, className="stat-value", id=stat_id or None),
-         html.Div(label, className="stat-label")],
+        [
+            html.Div(value, className="stat-value", id=stat_id or None),
+            html.Div(label, className="stat-label"),
+        ],
         className=f"stat stat-{level}",
     )
 
@@ -161,11 +179,19 @@ def _ops(view: Mapping[str, Any]) -> list[Any]:
     ops, th = view.get("ops") or {}, view.get("thresholds") or {}
     return [
         _stat("predictions", fmt.rate(ops.get("predictions_rate")), stat_id="ops-predictions"),
-        _stat("errors", fmt.rate(ops.get("errors_rate")),
-              _level(ops.get("errors_rate"), th.get("error_rate"), None), "ops-errors"),
+        _stat(
+            "errors",
+            fmt.rate(ops.get("errors_rate")),
+            _level(ops.get("errors_rate"), th.get("error_rate"), None),
+            "ops-errors",
+        ),
         _stat("p50", fmt.seconds(ops.get("latency_p50")), stat_id="ops-p50"),
-        _stat("p95", fmt.seconds(ops.get("latency_p95")),
-              _level(ops.get("latency_p95"), th.get("latency_p95_seconds"), None), "ops-p95"),
+        _stat(
+            "p95",
+            fmt.seconds(ops.get("latency_p95")),
+            _level(ops.get("latency_p95"), th.get("latency_p95_seconds"), None),
+            "ops-p95",
+        ),
         _stat("p99", fmt.seconds(ops.get("latency_p99")), stat_id="ops-p99"),
     ]
 
@@ -184,10 +210,20 @@ def _drift_table(view: Mapping[str, Any]) -> Any:
     rows = []
     for d in view.get("drift", []):
         ratio = d["ratio"]
-        level = "critical" if d["detected"] or (ratio is not None and ratio >= 1) else (
-            "warning" if ratio is not None and ratio >= 0.5 else "ok")
-        status = "drifted" if d["detected"] else ("over threshold" if level == "critical" else
-                                                   ("near" if level == "warning" else "ok"))
+        level = (
+            "critical"
+            if d["detected"] or (ratio is not None and ratio >= 1)
+            else ("warning" if ratio is not None and ratio >= 0.5 else "ok")
+        )
+        status = (
+            "drifted"
+            if d["detected"]
+            else (
+                "over threshold"
+                if level == "critical"
+                else ("near" if level == "warning" else "ok")
+            )
+        )
         rows.append(
             html.Tr(
                 [
@@ -230,12 +266,15 @@ def _quality_table(view: Mapping[str, Any]) -> Any:
 def _labels(view: Mapping[str, Any]) -> list[Any]:
     labels, th = view.get("labels") or {}, view.get("thresholds") or {}
     coverage = labels.get("coverage")
-    children = [
+    children: list[Any] = [
         html.Div(
             [
-                _stat("label coverage", fmt.percent(coverage),
-                      _level(coverage, th.get("label_coverage"), None, lower_is_bad=True),
-                      "labels-coverage"),
+                _stat(
+                    "label coverage",
+                    fmt.percent(coverage),
+                    _level(coverage, th.get("label_coverage"), None, lower_is_bad=True),
+                    "labels-coverage",
+                ),
                 _stat("pending labels", fmt.count(labels.get("pending")), stat_id="labels-pending"),
                 _stat("delay p50", fmt.seconds(labels.get("delay_p50")), stat_id="labels-p50"),
                 _stat("delay p95", fmt.seconds(labels.get("delay_p95")), stat_id="labels-p95"),
@@ -244,9 +283,13 @@ def _labels(view: Mapping[str, Any]) -> list[Any]:
         )
     ]
     if coverage is None:
-        children.append(html.P("No labels yet: send them with POST /v1/models/{model}/labels "
-                               "(by prediction id) or inline with each prediction.",
-                               className="muted"))
+        children.append(
+            html.P(
+                "No labels yet: send them with POST /v1/models/{model}/labels "
+                "(by prediction id) or inline with each prediction.",
+                className="muted",
+            )
+        )
     return children
 
 
@@ -254,23 +297,44 @@ def _resources(view: Mapping[str, Any]) -> Any:
     th = view.get("thresholds") or {}
     rows = []
     for r in view.get("replicas", []):
-        rows.append(html.Tr([
-            html.Td(f"serving replica {r['replica']}"),
-            html.Td(fmt.percent(r.get("cpu")),
-                    className=f"cell-{_level(r.get('cpu'), th.get('cpu_ratio'), None)}"),
-            html.Td(fmt.bytes_(r.get("memory")),
-                    className=f"cell-{_level(r.get('memory'), th.get('memory_bytes'), None)}"),
-        ]))
+        rows.append(
+            html.Tr(
+                [
+                    html.Td(f"serving replica {r['replica']}"),
+                    html.Td(
+                        fmt.percent(r.get("cpu")),
+                        className=f"cell-{_level(r.get('cpu'), th.get('cpu_ratio'), None)}",
+                    ),
+                    html.Td(
+                        fmt.bytes_(r.get("memory")),
+                        className=f"cell-{_level(r.get('memory'), th.get('memory_bytes'), None)}",
+                    ),
+                ]
+            )
+        )
     collector = view.get("collector") or {}
     if collector.get("cpu") is not None or collector.get("memory") is not None:
-        rows.append(html.Tr([html.Td("collector"), html.Td(fmt.percent(collector.get("cpu"))),
-                             html.Td(fmt.bytes_(collector.get("memory")))]))
-    table = _table(["process", "CPU (of one core)", "memory"], rows,
-                   "No process has reported resources yet.")
+        rows.append(
+            html.Tr(
+                [
+                    html.Td("collector"),
+                    html.Td(fmt.percent(collector.get("cpu"))),
+                    html.Td(fmt.bytes_(collector.get("memory"))),
+                ]
+            )
+        )
+    table = _table(
+        ["process", "CPU (of one core)", "memory"], rows, "No process has reported resources yet."
+    )
     if not view.get("replicas"):
-        return [table, html.P("No serving replica reported resources: send a \"resources\" "
-                              "object with predictions (the SDK client does it).",
-                              className="muted")]
+        return [
+            table,
+            html.P(
+                'No serving replica reported resources: send a "resources" '
+                "object with predictions (the SDK client does it).",
+                className="muted",
+            ),
+        ]
     return table
 
 
@@ -289,9 +353,14 @@ def _figures(view: Mapping[str, Any]) -> dict[str, Any]:
                 colors[key] = PALETTE[i]
                 if kind:
                     dashed.append(key)
-    acc_lines = [(name, th[key], COLORS[level]) for key, name, level in (
-        ("accuracy_warning", "accuracy warning", "warning"),
-        ("accuracy_critical", "accuracy critical", "critical")) if th.get(key) is not None]
+    acc_lines = [
+        (name, th[key], COLORS[level])
+        for key, name, level in (
+            ("accuracy_warning", "accuracy warning", "warning"),
+            ("accuracy_critical", "accuracy critical", "critical"),
+        )
+        if th.get(key) is not None
+    ]
     ops = series.get("ops") or {}
     drift_src = series.get("drift") or {}
     ranked = [d["feature"] for d in view.get("drift", []) if d["feature"] in drift_src]
@@ -299,41 +368,73 @@ def _figures(view: Mapping[str, Any]) -> dict[str, Any]:
     if "model_prediction_drift" in drift_src:
         drift["model_prediction_drift"] = drift_src["model_prediction_drift"]
     res = series.get("resources") or {}
-    psi_line = [("PSI threshold", th["drift_psi"], COLORS["critical"])] if th.get(
-        "drift_psi") is not None else []
-    lat_line = [("p95 threshold", th["latency_p95_seconds"], COLORS["warning"])] if th.get(
-        "latency_p95_seconds") is not None else []
+    psi_line = (
+        [("PSI threshold", th["drift_psi"], COLORS["critical"])]
+        if th.get("drift_psi") is not None
+        else []
+    )
+    lat_line = (
+        [("p95 threshold", th["latency_p95_seconds"], COLORS["warning"])]
+        if th.get("latency_p95_seconds") is not None
+        else []
+    )
     return {
         "perf-graph": line_figure(
-            perf, rev, "No performance figures yet: they need labels (realized) or scores "
+            perf,
+            rev,
+            "No performance figures yet: they need labels (realized) or scores "
             "(estimated) and at least min_samples predictions in the window.",
-            names=names, colors=colors, dashed=dashed, y_range=(0, 1.02),
-            thresholds=acc_lines),
+            names=names,
+            colors=colors,
+            dashed=dashed,
+            y_range=(0, 1.02),
+            thresholds=acc_lines,
+        ),
         "throughput-graph": line_figure(
-            {k: ops[k] for k in ("predictions_rate", "errors_rate") if k in ops}, rev,
-            "No predictions in this range.", "per second",
+            {k: ops[k] for k in ("predictions_rate", "errors_rate") if k in ops},
+            rev,
+            "No predictions in this range.",
+            "per second",
             names={"predictions_rate": "predictions/s", "errors_rate": "errors/s"},
-            colors={"predictions_rate": COLORS["accent"], "errors_rate": COLORS["critical"]}),
+            colors={"predictions_rate": COLORS["accent"], "errors_rate": COLORS["critical"]},
+        ),
         "latency-graph": line_figure(
-            {k: ops[k] for k in ("latency_p50", "latency_p95", "latency_p99") if k in ops}, rev,
-            "No latency reported: send latency_seconds with predictions.", "ms",
+            {k: ops[k] for k in ("latency_p50", "latency_p95", "latency_p99") if k in ops},
+            rev,
+            "No latency reported: send latency_seconds with predictions.",
+            "ms",
             names={"latency_p50": "p50", "latency_p95": "p95", "latency_p99": "p99"},
-            scale=1000.0, thresholds=lat_line),
+            scale=1000.0,
+            thresholds=lat_line,
+        ),
         "drift-graph": line_figure(
-            drift, rev, "No drift history yet: the window needs min_samples predictions.",
-            "PSI", names={"model_prediction_drift": "prediction (output)"},
-            dashed=["model_prediction_drift"], thresholds=psi_line),
+            drift,
+            rev,
+            "No drift history yet: the window needs min_samples predictions.",
+            "PSI",
+            names={"model_prediction_drift": "prediction (output)"},
+            dashed=["model_prediction_drift"],
+            thresholds=psi_line,
+        ),
         "cpu-graph": line_figure(
-            {k.split("|", 1)[1]: v for k, v in res.items() if k.startswith("cpu|")}, rev,
-            "No CPU figures: no serving replica or collector reported them.", "cores",
+            {k.split("|", 1)[1]: v for k, v in res.items() if k.startswith("cpu|")},
+            rev,
+            "No CPU figures: no serving replica or collector reported them.",
+            "cores",
             thresholds=[("cpu threshold", th["cpu_ratio"], COLORS["warning"])]
-            if th.get("cpu_ratio") is not None else []),
+            if th.get("cpu_ratio") is not None
+            else [],
+        ),
         "memory-graph": line_figure(
-            {k.split("|", 1)[1]: v for k, v in res.items() if k.startswith("memory|")}, rev,
-            "No memory figures: no serving replica or collector reported them.", "MiB",
+            {k.split("|", 1)[1]: v for k, v in res.items() if k.startswith("memory|")},
+            rev,
+            "No memory figures: no serving replica or collector reported them.",
+            "MiB",
             scale=1 / 2**20,
             thresholds=[("memory threshold", th["memory_bytes"], COLORS["warning"])]
-            if th.get("memory_bytes") is not None else []),
+            if th.get("memory_bytes") is not None
+            else [],
+        ),
     }
 
 
@@ -349,10 +450,18 @@ def render_view(view: Mapping[str, Any]) -> dict[str, Any]:
     out: dict[str, Any] = {"status": _status(view)}
     if view.get("model") is None:
         errors = view.get("errors") or {}
-        detail = [html.P(f"Prometheus said: {errors['catalog']}", className="muted")] if (
-            "catalog" in errors) else []
-        out.update({"empty": [html.H2("Nothing to show yet"), html.P(NO_MODEL), *detail],
-                    "empty_hidden": False, "main_hidden": True})
+        detail = (
+            [html.P(f"Prometheus said: {errors['catalog']}", className="muted")]
+            if ("catalog" in errors)
+            else []
+        )
+        out.update(
+            {
+                "empty": [html.H2("Nothing to show yet"), html.P(NO_MODEL), *detail],
+                "empty_hidden": False,
+                "main_hidden": True,
+            }
+        )
         return out
     out.update(
         {

@@ -138,7 +138,7 @@ COLLECTOR = "and on (instance, job) modelmeter_models"
 
 
 def _collector_parts(window: str) -> dict[str, str]:
-    """The collector's own CPU and memory: process metrics of targets exporting modelmeter_models."""
+    """The collector's own CPU and memory: process metrics of the targets with modelmeter_models."""
     return {
         "collector_cpu": f"rate(process_cpu_seconds_total[{window}]) {COLLECTOR}",
         "collector_memory": f"process_resident_memory_bytes {COLLECTOR}",
@@ -196,9 +196,7 @@ def build_plan(sel: Selection, now: float) -> list[PromCall]:
             {"query": f'{{__name__=~"model_.+|model:.+", {s}}}', **instant_time},
         ),
         PromCall("derived", "/api/v1/query", {"query": union(derived), **instant_time}),
-        PromCall(
-            "perf", "/api/v1/query_range", {"query": f'{{__name__=~"{names}", {s}}}', **span}
-        ),
+        PromCall("perf", "/api/v1/query_range", {"query": f'{{__name__=~"{names}", {s}}}', **span}),
         PromCall("ops", "/api/v1/query_range", {"query": union(_ops_parts(s, window)), **span}),
         PromCall(
             "drift",
@@ -265,16 +263,20 @@ class PromClient:
         try:
             response = self._http.get(call.path, params=dict(call.params))
         except httpx.HTTPError as exc:
-            raise PromUnavailable(f"{self.url}{call.path}: {exc.__class__.__name__}: {exc}") from exc
-        if response.status_code >= 500 and response.status_code != 503:
-            raise PromUnavailable(f"{self.url}{call.path}: HTTP {response.status_code}")
+            raise PromUnavailable(
+                f"{self.url}{call.path}: {exc.__class__.__name__}: {exc}"
+            ) from exc
+        if response.status_code >= 500:  # down, starting up (503) or overloaded (timeout)
+            raise PromUnavailable(
+                f"{self.url}{call.path}: HTTP {response.status_code} {response.text[:200]}"
+            )
         try:
             body = response.json()
         except ValueError:
             raise PromError(
                 f"{self.url}{call.path}: HTTP {response.status_code}, not a Prometheus API answer"
             ) from None
-        if response.status_code == 503 or body.get("status") != "success":
+        if body.get("status") != "success":
             error = body.get("error", f"HTTP {response.status_code}")
             raise PromError(f"{call.key}: {error}")
         return body.get("data")

@@ -142,8 +142,9 @@ def _quality(by_name: Mapping[str, list[Any]]) -> list[dict[str, Any]]:
     for labels, value in by_name.get("model_feature_quality_ratio", []):
         rows.setdefault(labels.get("feature", "?"), {})[labels.get("issue", "?")] = value
     out = [{"feature": f, **{i: r.get(i) for i in QUALITY_ISSUES}} for f, r in rows.items()]
-    return sorted(out, key=lambda r: (-max(v or 0.0 for k, v in r.items() if k != "feature"),
-                                      r["feature"]))
+    return sorted(
+        out, key=lambda r: (-max(v or 0.0 for k, v in r.items() if k != "feature"), r["feature"])
+    )
 
 
 def _alerts(data: Any, model: str | None) -> tuple[list[dict[str, Any]], int]:
@@ -171,8 +172,10 @@ def _alerts(data: Any, model: str | None) -> tuple[list[dict[str, Any]], int]:
     return alerts, others
 
 
-def _series(rows: Iterable[tuple[dict[str, str], list[str], list[float | None]]], key: str,
-            ) -> dict[str, dict[str, list[Any]]]:
+def _series(
+    rows: Iterable[tuple[dict[str, str], list[str], list[float | None]]],
+    key: str,
+) -> dict[str, dict[str, list[Any]]]:
     out: dict[str, dict[str, list[Any]]] = {}
     for labels, times, values in rows:
         out[labels.get(key) or labels.get("__name__", "?")] = {"t": times, "v": values}

@@ -23,9 +23,9 @@ Statistics, with reference proportions ``p`` and window proportions ``q`` over t
   error against the raw values is at most ``sum_i p_i * MAD_i(ref) + q_i * MAD_i(window)``,
   MAD_i being the mean absolute deviation from the mean inside bin ``i`` (at most its width
   for the interior bins); a pure shift of a smooth distribution comes out within a few %.
-* chi-square goodness-of-fit p-value of the window counts against the reference proportions
-  smoothed with 0.5 per bin (``(count + 0.5) / (n + 0.5 * bins)``) so that a bin the
-  reference never saw does not give an infinite statistic; ``bins - 1`` degrees of freedom.
+* chi-square p-value: test of homogeneity of the reference and window counts (2 x bins
+  contingency table, bins empty on both sides dropped, no continuity correction), which
+  allows for the reference being a sample too.
 
 The Benjamini-Hochberg step-up procedure over the features' (and output's) p-values decides
 which ones drifted at false discovery rate ``drift_fdr``.
@@ -60,7 +60,6 @@ __all__ = [
 ]
 
 PSI_EPSILON = 1e-4
-CHI2_SMOOTHING = 0.5
 NAN = float("nan")
 
 FloatArray = npt.NDArray[np.float64]
@@ -105,16 +104,27 @@ def jensen_shannon(reference: FloatArray, current: FloatArray) -> float:
 
 
 def chi2_pvalue(reference: FloatArray, current: FloatArray) -> float:
-    """Chi-square goodness-of-fit p-value of ``current`` counts against smoothed reference
-    proportions (see the module docstring)."""
-    n = float(current.sum())
-    bins = current.shape[0]
-    if n <= 0 or bins < 2:
+    """Chi-square test of homogeneity of the reference and window counts (a 2 x bins table,
+    bins empty on both sides dropped; ``scipy.stats.chi2_contingency`` without correction).
+
+    Both samples are random, so this is the right test even when the window is as large as
+    the reference (a goodness-of-fit test against fixed reference proportions would ignore
+    the reference's own noise and flag drift too often).
+
+    >>> round(chi2_pvalue(np.array([50.0, 50.0]), np.array([60.0, 40.0])), 4)
+    0.1552
+    """
+    filled = (reference + current) > 0
+    table = np.vstack([reference[filled], current[filled]])
+    total = float(table.sum())
+    if table.shape[1] < 2:
+        return 1.0 if total > 0 and float(current.sum()) > 0 else NAN
+    rows = table.sum(axis=1, keepdims=True)
+    if float(rows.min()) <= 0:
         return NAN
-    expected_p = (reference + CHI2_SMOOTHING) / (float(reference.sum()) + CHI2_SMOOTHING * bins)
-    expected = n * expected_p
-    statistic = float(np.sum((current - expected) ** 2 / expected))
-    return float(stats.chi2.sf(statistic, bins - 1))
+    expected = rows * table.sum(axis=0, keepdims=True) / total
+    statistic = float(np.sum((table - expected) ** 2 / expected))
+    return float(stats.chi2.sf(statistic, table.shape[1] - 1))
 
 
 def benjamini_hochberg(pvalues: Sequence[float], fdr: float) -> list[bool]:
@@ -179,8 +189,8 @@ class NumericBinning:
     def sums(self, values: FloatArray) -> FloatArray:
         """Per-bin sums of finite values (for references and tests)."""
         finite = values[np.isfinite(values)]
-        sums: FloatArray = np.bincount(self.index(finite), weights=finite, minlength=self.n_bins)
-        return sums
+        sums = np.bincount(self.index(finite), weights=finite, minlength=self.n_bins)
+        return sums.astype(np.float64)
 
     def psi(self, counts: FloatArray) -> float:
         """PSI of window ``counts`` against the reference."""

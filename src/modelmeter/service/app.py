@@ -4,12 +4,9 @@ The lifespan opens the store, restores every model (checkpoint + log replay), bu
 Prometheus registry, runs the housekeeping timer (checkpoints, TTL expiry) and writes a last
 checkpoint at shutdown. Shared objects live on ``app.state``; there are no globals.
 
->>> import tempfile
->>> from fastapi.testclient import TestClient
->>> app = create_app(Settings(data_dir=tempfile.mkdtemp()))
->>> with TestClient(app) as client:
-...     client.get("/healthz").json()
-{'status': 'ok'}
+>>> app = create_app(Settings(data_dir="/tmp/modelmeter-example"))
+>>> app.state.settings.port, app.title
+(8000, 'modelmeter collector')
 """
 
 from __future__ import annotations

@@ -14,13 +14,15 @@ from __future__ import annotations
 
 import argparse
 import logging
+from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 from modelmeter.settings import Settings, parse_duration, parse_size, parse_tokens
 
 __all__ = ["configure", "run"]
 
-_FLAG_CASTS = {
+_FLAG_CASTS: dict[str, Callable[[str], Any]] = {
     "host": str,
     "port": int,
     "data_dir": Path,

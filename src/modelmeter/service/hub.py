@@ -25,7 +25,7 @@ from typing import Any
 
 import orjson
 
-from modelmeter.engine import ModelMonitor, MonitorConfig, ReferenceData
+from modelmeter.engine import ModelMonitor, MonitorConfig, ReferenceData, Snapshot
 from modelmeter.exposition import CollectorState, ModelState, ServingResources
 from modelmeter.service.ingest import (
     IngestError,
@@ -78,6 +78,19 @@ class ModelEntry:
     checkpoint_seq: dict[str, int] = field(default_factory=dict)
     replicas: dict[str, ReplicaUsage] = field(default_factory=dict)
     pending_labels: int = 0
+    snapshots: dict[str, tuple[tuple[int, int], Snapshot]] = field(default_factory=dict)
+
+    def snapshot(self, version: str, now: float) -> Snapshot:
+        """``snapshot(now)`` of a version, reused while neither its state nor the window's
+        head bucket changed (the window moves in whole buckets, aligned to multiples of
+        ``bucket_seconds``, so the figures are identical)."""
+        key = (self.applied_seq[version], int(now // self.config.bucket_seconds))
+        cached = self.snapshots.get(version)
+        if cached is not None and cached[0] == key:
+            return cached[1]
+        snap = self.monitors[version].snapshot(now)
+        self.snapshots[version] = (key, snap)
+        return snap
 
     def monitor(self, version: str) -> ModelMonitor:
         found = self.monitors.get(version)
@@ -264,11 +277,19 @@ class Hub:
         events, rejected = validate_predictions(doc, entry.schema, now, self.settings.max_events)
         t1 = time.perf_counter()
         with self.lock:
-            entry = self.entry(name)  # a concurrent PUT may have replaced it
+            if self.entry(name) is not entry:  # a concurrent PUT replaced the spec: redo
+                entry = self.entry(name)
+                events, rejected = validate_predictions(
+                    doc, entry.schema, now, self.settings.max_events
+                )
             events = self._allowed_versions(entry, events, rejected)
             existing = self.store.existing_prediction_ids(name, [e.id for e in events])
             fresh = [e for e in events if e.id not in existing]
-            waiting = self.store.find_pending_labels(name, [e.id for e in fresh])
+            waiting = (
+                self.store.find_pending_labels(name, [e.id for e in fresh])
+                if self.store.has_pending_labels(name)
+                else {}
+            )
             by_version: dict[str, list[PredictionEvent]] = defaultdict(list)
             for event in fresh:
                 by_version[event.version].append(event)
@@ -318,7 +339,9 @@ class Hub:
                     if joined:
                         tx.delete_pending_labels(name, joined)
                     for version, kind, payload in ops:
-                        seqs.append(tx.append_log(name, version, kind, orjson.dumps(payload)))
+                        seqs.append(
+                            tx.append_log(name, version, kind, orjson.dumps(payload, option=_NUMPY))
+                        )
             t3 = time.perf_counter()
             for (version, kind, payload), seq in zip(ops, seqs, strict=True):
                 self._apply(entry, version, kind, payload)
@@ -368,7 +391,9 @@ class Hub:
         entry = self.entry(name)
         labels, rejected = validate_labels(doc, entry.schema, now, self.settings.max_events)
         with self.lock:
-            entry = self.entry(name)
+            if self.entry(name) is not entry:  # a concurrent PUT replaced the spec: redo
+                entry = self.entry(name)
+                labels, rejected = validate_labels(doc, entry.schema, now, self.settings.max_events)
             found = self.store.find_predictions(name, [lab.id for lab in labels])
             duplicates = 0
             matched: list[str] = []
@@ -468,7 +493,7 @@ class Hub:
                     )
                     for replica, u in entry.replicas.items()
                 }
-                snapshots = {v: m.snapshot(now) for v, m in entry.monitors.items()}
+                snapshots = {v: entry.snapshot(v, now) for v in entry.monitors}
                 models.append(
                     ModelState(entry.name, entry.spec, snapshots, entry.pending_labels, resources)
                 )
@@ -478,7 +503,7 @@ class Hub:
         """``GET /v1/models/{model}``: the spec and the current snapshot of each version."""
         with self.lock:
             entry = self.entry(name)
-            snapshots = {v: m.snapshot(now).to_dict() for v, m in entry.monitors.items()}
+            snapshots = {v: entry.snapshot(v, now).to_dict() for v in entry.monitors}
             return {
                 "model": name,
                 "spec": entry.spec.to_dict(),

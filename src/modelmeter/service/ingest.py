@@ -433,14 +433,18 @@ def observe_payload(events: Sequence[PredictionEvent], schema: Schema) -> dict[s
     (bool, string, list, object) is a wrong type. Categorical features: strings; integers are
     converted with ``str()``; other types are wrong. Unknown feature names are counted.
     """
-    features: dict[str, list[Any]] = {}
+    features: dict[str, Any] = {}
     wrong: dict[str, list[int]] = {}
     rows = [e.features for e in events]
     for name in schema.numeric:
+        values = [row.get(name) for row in rows]
+        kinds = set(map(type, values))
+        if kinds <= _NUMBER_TYPES:  # the usual case: one vectorised conversion
+            features[name] = np.array(values, dtype=np.float64)
+            continue
         column: list[float | None] = []
         bad: list[int] = []
-        for i, row in enumerate(rows):
-            v = row.get(name)
+        for i, v in enumerate(values):
             t = type(v)
             if t is float or t is int:
                 column.append(float(v))  # type: ignore[arg-type]
@@ -448,7 +452,7 @@ def observe_payload(events: Sequence[PredictionEvent], schema: Schema) -> dict[s
                 column.append(None)
                 if v is not None:
                     bad.append(i)
-        features[name] = column
+        features[name] = np.array(column, dtype=np.float64)
         if bad:
             wrong[name] = bad
     for name in schema.categorical:
@@ -467,15 +471,17 @@ def observe_payload(events: Sequence[PredictionEvent], schema: Schema) -> dict[s
         if bad:
             wrong[name] = bad
     known = schema.feature_names
-    unknown = sum(len(row) for row in rows) - sum(
-        1 for row in rows for name in row if name in known
-    )
+    n_known = len(known)
+    unknown = 0
+    for row in rows:
+        if len(row) != n_known or not known.issuperset(row):
+            unknown += len(row.keys() - known)
     payload: dict[str, Any] = {
-        "ts": [e.ts for e in events],
+        "ts": np.array([e.ts for e in events], dtype=np.float64),
         "features": features,
         "wrong_type": wrong,
         "predictions": [e.prediction for e in events],
-        "latency": [e.latency for e in events],
+        "latency": np.array([e.latency for e in events], dtype=np.float64),
         "errors": [e.error for e in events],
         "unknown": unknown,
     }
@@ -483,11 +489,14 @@ def observe_payload(events: Sequence[PredictionEvent], schema: Schema) -> dict[s
         if schema.task == "multiclass":
             k = len(schema.classes)
             payload["scores"] = [
-                list(e.scores) if e.scores is not None else [None] * k for e in events
+                list(e.scores) if isinstance(e.scores, tuple) else [None] * k for e in events
             ]
         else:
             payload["scores"] = [e.scores for e in events]
     return payload
+
+
+_NUMBER_TYPES = frozenset({float, int, type(None)})
 
 
 def _floats(values: Sequence[Any]) -> np.ndarray:

@@ -1,0 +1,166 @@
+"""Realized metrics served by the real collector equal scikit-learn's on the same labeled events
+(binary, multiclass with a multipart upload, regression); labels arrive before and after their
+predictions; resources per replica; the /metrics text parses and carries no unknown names."""
+
+from __future__ import annotations
+
+import io
+from pathlib import Path
+from typing import Any
+
+import httpx
+import numpy as np
+import orjson
+from prometheus_client.parser import text_string_to_metric_families
+from sklearn.metrics import (
+    accuracy_score,
+    f1_score,
+    mean_absolute_error,
+    mean_squared_error,
+    precision_recall_fscore_support,
+    precision_score,
+    recall_score,
+)
+
+from service_support import collector, events, spec_dict, write_reference
+
+JSON = {"content-type": "application/json"}
+TOL = 1e-12
+
+
+def metrics(url: str) -> dict[tuple[str, frozenset[tuple[str, str]]], float]:
+    out = {}
+    for family in text_string_to_metric_families(httpx.get(f"{url}/metrics").text):
+        for s in family.samples:
+            out[(s.name, frozenset(s.labels.items()))] = s.value
+    return out
+
+
+def get(m: dict[Any, float], name: str, **labels: str) -> float:
+    return m[(name, frozenset(labels.items()))]
+
+
+def multiclass_reference(n: int = 300, seed: int = 4) -> tuple[bytes, np.random.Generator]:
+    rng = np.random.default_rng(seed)
+    x = rng.normal(size=(n, 2))
+    logits = np.column_stack([x[:, 0], x[:, 1], -x[:, 0] - x[:, 1]])
+    p = np.exp(logits) / np.exp(logits).sum(axis=1, keepdims=True)
+    out = io.StringIO()
+    out.write("a,b,prediction,label,p_red,p_green,p_blue\n")
+    names = np.array(["red", "green", "blue"])
+    for i in range(n):
+        label = names[rng.choice(3, p=p[i])]
+        out.write(f"{x[i, 0]:.6f},{x[i, 1]:.6f},{names[p[i].argmax()]},{label},"
+                  f"{p[i, 0]:.6f},{p[i, 1]:.6f},{1 - p[i, 0] - p[i, 1]:.6f}\n")  # fmt: skip
+    return out.getvalue().encode(), rng
+
+
+def test_binary_realized_metrics_equal_sklearn(tmp_path: Path) -> None:
+    ref = write_reference(tmp_path)
+    with collector(tmp_path) as proc, httpx.Client(base_url=proc.url, timeout=10) as c:
+        spec = spec_dict(str(ref)) | {"window": {"length": "1h", "bucket": "1m"}}
+        assert c.put("/v1/models/bin", content=orjson.dumps(spec), headers=JSON).status_code == 201
+        evs = events(0, 600, seed=11)
+        early = [{"id": e["id"], "label": e["_label"]} for e in evs[:100]]  # before predictions
+        assert c.post("/v1/models/bin/labels", json={"labels": early}).json()["pending"] == 100
+        body = {
+            "predictions": [{k: v for k, v in e.items() if k != "_label"} for e in evs],
+            "resources": {"replica": "pod-1", "cpu_ratio": 0.25, "memory_bytes": 123456789},
+        }
+        assert c.post("/v1/models/bin/predictions", content=orjson.dumps(body),
+                      headers=JSON).json()["accepted"] == 600  # fmt: skip
+        late = [{"id": e["id"], "label": e["_label"]} for e in evs[100:500]]
+        assert c.post("/v1/models/bin/labels", json={"labels": late}).json()["matched"] == 400
+        y_true = [e["_label"] for e in evs[:500]]
+        y_pred = [str(e["prediction"]) for e in evs[:500]]
+        m = metrics(proc.url)
+        mv = {"model": "bin", "version": "default"}
+        assert abs(get(m, "model_accuracy", **mv) - accuracy_score(y_true, y_pred)) < TOL
+        assert (
+            abs(get(m, "model_precision", **mv) - precision_score(y_true, y_pred, pos_label="1"))
+            < TOL
+        )
+        assert abs(get(m, "model_recall", **mv) - recall_score(y_true, y_pred, pos_label="1")) < TOL
+        assert abs(get(m, "model_f1_score", **mv) - f1_score(y_true, y_pred, pos_label="1")) < TOL
+        assert get(m, "model_window_labeled_predictions", **mv) == 500
+        assert get(m, "model_pending_labels", model="bin") == 100
+        assert abs(get(m, "model_label_coverage_ratio", **mv) - 500 / 600) < TOL
+        assert get(m, "model_serving_cpu_ratio", replica="pod-1", **mv) == 0.25
+        assert get(m, "model_serving_memory_bytes", replica="pod-1", **mv) == 123456789
+
+
+def test_multiclass_upload_and_regression_equal_sklearn(tmp_path: Path) -> None:
+    ref_bytes, rng = multiclass_reference()
+    spec = {
+        "task": "multiclass",
+        "classes": ["red", "green", "blue"],
+        "features": [{"name": "a", "type": "numeric"}, {"name": "b", "type": "numeric"}],
+        "reference": {"probabilities": ["p_red", "p_green", "p_blue"]},
+        "window": {"length": "1h", "bucket": "1m"},
+        "min_samples": 10,
+    }
+    reg_ref = tmp_path / "reg.csv"
+    x = rng.normal(size=200)
+    reg_ref.write_text("x,prediction,label\n" + "".join(
+        f"{v:.6f},{2 * v:.6f},{2 * v + rng.normal(0, 0.3):.6f}\n" for v in x))  # fmt: skip
+    reg_spec = {"task": "regression", "features": [{"name": "x", "type": "numeric"}],
+                "reference": {"path": str(reg_ref)}, "min_samples": 10,
+                "window": {"length": "1h", "bucket": "1m"}}  # fmt: skip
+    with collector(tmp_path) as proc, httpx.Client(base_url=proc.url, timeout=10) as c:
+        files = {"spec": ("spec.json", orjson.dumps(spec)), "reference": ("ref.csv", ref_bytes)}
+        created = c.put("/v1/models/multi", files=files)
+        assert created.status_code == 201, created.text
+        assert c.put("/v1/models/multi", files=files).status_code == 200  # replaced
+        yaml_spec = orjson.dumps(reg_spec)  # JSON is YAML too
+        put = c.put(
+            "/v1/models/reg", content=yaml_spec, headers={"content-type": "application/yaml"}
+        )
+        assert put.status_code == 201, put.text
+
+        names = ["red", "green", "blue"]
+        n = 400
+        probs = rng.dirichlet([2, 2, 2], size=n)
+        preds = [names[i] for i in probs.argmax(axis=1)]
+        truth = [names[rng.choice(3, p=p)] for p in probs]
+        evs = [
+            {
+                "id": f"m{i}",
+                "features": {"a": float(rng.normal()), "b": float(rng.normal())},
+                "prediction": preds[i],
+                "probabilities": dict(zip(names, probs[i].tolist(), strict=True)),
+                "version": "v2",
+            }
+            for i in range(n)
+        ]
+        assert c.post("/v1/models/multi/predictions", json={"predictions": evs}).json()[
+            "accepted"] == n  # fmt: skip
+        labels = [{"id": f"m{i}", "label": truth[i]} for i in range(n)]
+        assert c.post("/v1/models/multi/labels", json={"labels": labels}).json()["matched"] == n
+
+        xr = rng.normal(size=300)
+        yp = 2 * xr
+        yt = 2 * xr + rng.normal(0, 0.5, size=300)
+        revs = [{"id": f"r{i}", "features": {"x": float(xr[i])}, "prediction": float(yp[i]),
+                 "label": float(yt[i])} for i in range(300)]  # fmt: skip
+        assert c.post("/v1/models/reg/predictions", json={"predictions": revs}).json()[
+            "accepted"] == 300  # fmt: skip
+
+        m = metrics(proc.url)
+        mv = {"model": "multi", "version": "v2"}
+        assert abs(get(m, "model_accuracy", **mv) - accuracy_score(truth, preds)) < TOL
+        p, r, f, _ = precision_recall_fscore_support(truth, preds, labels=names, average="macro")
+        assert abs(get(m, "model_precision", **mv) - p) < TOL
+        assert abs(get(m, "model_recall", **mv) - r) < TOL
+        assert abs(get(m, "model_f1_score", **mv) - f) < TOL
+        pc, rc, fc, _ = precision_recall_fscore_support(truth, preds, labels=names)
+        for i, cls in enumerate(names):
+            assert abs(get(m, "model_class_precision", **mv, **{"class": cls}) - pc[i]) < TOL
+            assert abs(get(m, "model_class_recall", **mv, **{"class": cls}) - rc[i]) < TOL
+            assert abs(get(m, "model_class_f1_score", **mv, **{"class": cls}) - fc[i]) < TOL
+        rv = {"model": "reg", "version": "default"}
+        assert abs(get(m, "model_mean_absolute_error", **rv) - mean_absolute_error(yt, yp)) < 1e-9
+        rmse = float(np.sqrt(mean_squared_error(yt, yp)))
+        assert abs(get(m, "model_root_mean_squared_error", **rv) - rmse) < 1e-9
+        listing = c.get("/v1/models").json()["models"]
+        assert [(x["model"], x["versions"]) for x in listing] == [
+            ("multi", ["v2"]), ("reg", ["default"])]  # fmt: skip
