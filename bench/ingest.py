@@ -129,8 +129,16 @@ def timings(url: str) -> dict[str, float]:
     return {k: float(v) for k, v in httpx.get(f"{url}/debug/timings").json().items()}
 
 
-def run_batch(url: str, batch: int, seconds: float, seed: int) -> dict[str, Any]:
+def cpu_seconds(pid: int) -> float:
+    import psutil
+
+    times = psutil.Process(pid).cpu_times()
+    return float(times.user + times.system)
+
+
+def run_batch(url: str, batch: int, seconds: float, seed: int, pid: int) -> dict[str, Any]:
     before = timings(url)
+    cpu_before = cpu_seconds(pid)
     out = subprocess.run(
         [sys.executable, __file__, "--client", url, "--batch", str(batch),
          "--seconds", str(seconds), "--seed", str(seed)],
@@ -138,6 +146,7 @@ def run_batch(url: str, batch: int, seconds: float, seed: int) -> dict[str, Any]
     )  # fmt: skip
     result: dict[str, Any] = json.loads(out.stdout.strip().splitlines()[-1])
     after = timings(url)
+    result["cpu"] = cpu_seconds(pid) - cpu_before
     result["server"] = {k: after.get(k, 0.0) - before.get(k, 0.0) for k in after}
     return result
 
@@ -182,6 +191,7 @@ def main() -> int:
     parser.add_argument("--synchronous", default="FULL", choices=("FULL", "NORMAL"),
                         help="SQLite synchronous mode of the collector")  # fmt: skip
     parser.add_argument("--skip-scrape", action="store_true")
+    parser.add_argument("--batches", default="1,100,1000", help="comma-separated batch sizes")
     parser.add_argument("--client", help=argparse.SUPPRESS)
     parser.add_argument("--batch", type=int, default=1, help=argparse.SUPPRESS)
     parser.add_argument("--seed", type=int, default=0, help=argparse.SUPPRESS)
@@ -201,8 +211,9 @@ def main() -> int:
         put = httpx.put(f"{url}/v1/models/bench", content=orjson.dumps(spec(20, str(ref))),
                         headers=JSON, timeout=60)  # fmt: skip
         assert put.status_code == 201, put.text
-        for seed, batch in enumerate((1, 100, 1000), start=1):
-            rows.append(run_batch(url, batch, args.seconds, seed))
+        sizes = [int(b) for b in args.batches.split(",")]
+        for seed, batch in enumerate(sizes, start=1):
+            rows.append(run_batch(url, batch, args.seconds, seed, proc.pid))
     finally:
         proc.terminate()
         proc.wait(timeout=30)
@@ -216,9 +227,10 @@ def main() -> int:
         )
 
     lines = [
-        "| batch | requests | events/s | p50 latency | p99 latency | server time per event "
-        "(parse / validate / prepare / store / engine) |",
-        "| ---: | ---: | ---: | ---: | ---: | --- |",
+        "| batch | requests | events/s | events per collector CPU-second | p50 latency "
+        "| p99 latency | server time per event "
+        "(parse / validate / prepare: id lookups + columns / store: commit / engine) |",
+        "| ---: | ---: | ---: | ---: | ---: | ---: | --- |",
     ]
     for r in rows:
         s, n = r["server"], max(1.0, r["server"].get("events", 1.0))
@@ -226,6 +238,7 @@ def main() -> int:
         parts = " / ".join(f"{s.get(k, 0.0) / n * 1e6:.1f}" for k in stages)
         lines.append(
             f"| {r['batch']:,} | {r['requests']:,} | {r['events'] / r['seconds']:,.0f} | "
+            f"{r['events'] / max(r['cpu'], 1e-9):,.0f} | "
             f"{r['p50'] * 1e3:.2f} ms | {r['p99'] * 1e3:.2f} ms | {parts} µs |"
         )
     cpu = "unknown CPU"
@@ -236,7 +249,8 @@ def main() -> int:
                 break
     except OSError:
         pass
-    machine = (
+    load = ", ".join(f"{x:.2f}" for x in os.getloadavg())
+    machine = f"load average at the end {load}; " + (
         f"{cpu}, {os.cpu_count()} cores, Python {platform.python_version()}, {platform.system()}"
     )
     table = "\n".join(lines)
@@ -248,8 +262,9 @@ def main() -> int:
             f"Command: `.venv/bin/python bench/ingest.py --seconds {args.seconds:g} "
             f"--synchronous {args.synchronous} --write-results`\n\n"
             f"Machine: {machine}. One collector process (uvicorn, 1 worker, SQLite WAL "
-            f"`synchronous={args.synchronous}`); one client process (httpx, one connection, requests back to "
-            "back); 20 numeric features per event; every request is one SQLite transaction.\n\n"
+            f"`synchronous={args.synchronous}`); one client process (httpx, one connection, "
+            "requests back to back); 20 numeric features per event; every request is one "
+            "SQLite transaction.\n\n"
             f"{table}\n\n{scrape}\n"
         )
         results = ROOT / "bench" / "RESULTS.md"

@@ -26,6 +26,7 @@ import itertools
 import json
 import threading
 from collections.abc import Callable, Iterator
+from dataclasses import dataclass
 from functools import partial
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
@@ -38,6 +39,7 @@ import yaml
 from helpers import (
     DEPLOY,
     REPO,
+    ManagedProcess,
     alertmanager_process,
     collector_process,
     prom_alerts,
@@ -262,9 +264,33 @@ def test_fast_rules_keep_the_shipped_expressions() -> None:
             }
 
 
-def test_accuracy_alerts_and_collector_down_reach_the_webhook(
-    tmp_path: Path, webhook: Webhook
-) -> None:
+@dataclass
+class Stack:
+    """The running collector, Alertmanager and Prometheus of one test, plus its traffic."""
+
+    tmp: Path
+    collector: ManagedProcess
+    prom: str
+    am: str
+    webhook: Webhook
+    traffic: Traffic
+
+    @property
+    def collector_url(self) -> str:
+        return str(self.collector.url)  # type: ignore[attr-defined]
+
+    def until(self, predicate: Callable[[], Any], what: str) -> Any:
+        """wait_until; a batch the collector refused is reported as the reason."""
+
+        def check() -> Any:
+            self.traffic.check()
+            return predicate()
+
+        return wait_until(check, DEADLINE, what=what)
+
+
+@pytest.fixture
+def stack(tmp_path: Path, webhook: Webhook) -> Iterator[Stack]:
     collector = collector_process(tmp_path)
     alertmanager = alertmanager_process(tmp_path, fast_alertmanager_config(webhook.url))
     rules_dir = tmp_path / "rules-src"
@@ -283,9 +309,6 @@ def test_accuracy_alerts_and_collector_down_reach_the_webhook(
         prom_config,
         rule_files=[rules_dir / "alerts.yml", DEPLOY / "prometheus" / "rules" / "recording.yml"],
     )
-    prom: str = prometheus.url  # type: ignore[attr-defined]
-    am: str = alertmanager.url  # type: ignore[attr-defined]
-
     with running(collector, alertmanager, prometheus):
         response = httpx.put(
             f"{collector.url}/v1/models/{MODEL}",  # type: ignore[attr-defined]
@@ -293,96 +316,94 @@ def test_accuracy_alerts_and_collector_down_reach_the_webhook(
             timeout=30.0,
         )
         assert response.status_code in (200, 201), response.text
-
         with Traffic(collector.url) as traffic:  # type: ignore[attr-defined]
-
-            def until(predicate: Callable[[], Any], what: str) -> Any:
-                """wait_until; a batch the collector refused is reported as the reason."""
-
-                def check() -> Any:
-                    traffic.check()
-                    return predicate()
-
-                return wait_until(check, DEADLINE, what=what)
-
-            # 1. Accuracy 0.75: the warning fires, the critical alert does not.
-            traffic.wrong = 5
-            low = until(lambda: firing(prom, "LowModelAccuracy"), what="LowModelAccuracy")
-            assert low[0]["labels"]["model"] == MODEL
-            assert float(low[0]["value"]) == pytest.approx(0.75)
-            assert not firing(prom, "CriticalModelAccuracy")
-            sent = until(
-                lambda: webhook.received("LowModelAccuracy", "firing"),
-                what="LowModelAccuracy at the webhook",
-            )
-            assert sent[0]["labels"]["severity"] == "warning"
-            assert "accuracy 75%" in sent[0]["annotations"]["summary"]
-            assert "below the warning threshold 80%" in sent[0]["annotations"]["description"]
-
-            # 2. Accuracy 0.50: the critical alert fires, is delivered, and inhibits the warning.
-            traffic.wrong = 10
-            until(
-                lambda: firing(prom, "CriticalModelAccuracy"),
-                what="CriticalModelAccuracy",
-            )
-            critical = until(
-                lambda: webhook.received("CriticalModelAccuracy", "firing"),
-                what="CriticalModelAccuracy at the webhook",
-            )
-            assert critical[0]["labels"]["severity"] == "critical"
-            assert critical[0]["labels"]["model"] == MODEL
-            until(
-                lambda: inhibited_in_alertmanager(am, "LowModelAccuracy"),
-                what="Alertmanager to inhibit LowModelAccuracy",
-            )
-
-            # 3. Good predictions: both resolve, and the resolutions reach the webhook.
-            traffic.wrong = 0
-            recovered = f'model_accuracy{{model="{MODEL}"}} >= 0.8'
-            for name in ("CriticalModelAccuracy", "LowModelAccuracy"):
-                until(partial(resolved, prom, name, recovered), what=f"{name} to resolve")
-                until(
-                    partial(webhook.received, name, "resolved"),
-                    what=f"the resolution of {name} at the webhook",
-                )
-
-            # 4. The collector stops: CollectorDown fires and is delivered.
-            traffic.pause()
-            total_before = metric_value(collector.url, "model_predictions_total")  # type: ignore[attr-defined]
-            assert total_before == traffic.sent
-            collector.stop()
-            until(lambda: firing(prom, "CollectorDown"), what="CollectorDown")
-            down = until(
-                lambda: webhook.received("CollectorDown", "firing"),
-                what="CollectorDown at the webhook",
-            )
-            assert down[0]["labels"]["instance"] == f"127.0.0.1:{collector.port}"  # type: ignore[attr-defined]
-
-            # 5. It restarts on the same data: CollectorDown resolves, the counter continues.
-            restarted = collector_process(
+            yield Stack(
                 tmp_path,
-                port=collector.port,  # type: ignore[attr-defined]
-                data_dir=tmp_path / "collector-data",
+                collector,
+                prometheus.url,  # type: ignore[attr-defined]
+                alertmanager.url,  # type: ignore[attr-defined]
+                webhook,
+                traffic,
             )
-            with restarted:
-                assert metric_value(restarted.url, "model_predictions_total") == total_before  # type: ignore[attr-defined]
-                until(
-                    lambda: not firing(prom, "CollectorDown"),
-                    what="CollectorDown to resolve",
-                )
-                until(
-                    lambda: webhook.received("CollectorDown", "resolved"),
-                    what="the resolution of CollectorDown at the webhook",
-                )
-                traffic.resume()
-                until(
-                    lambda: prom_query(
-                        prom, f'model_predictions_total{{model="{MODEL}"}} > {total_before}'
-                    ),
-                    what="the counter to grow past its value before the restart",
-                )
-                resets = prom_query(
-                    prom, f'resets(model_predictions_total{{model="{MODEL}"}}[10m])'
-                )
-                assert [float(r["value"][1]) for r in resets] == [0.0]
-                traffic.pause()
+
+
+def test_accuracy_alerts_fire_inhibit_and_resolve_at_the_webhook(stack: Stack) -> None:
+    prom, traffic, webhook, until = stack.prom, stack.traffic, stack.webhook, stack.until
+
+    # 1. Accuracy 0.75: the warning fires, the critical alert does not.
+    traffic.wrong = 5
+    low = until(lambda: firing(prom, "LowModelAccuracy"), what="LowModelAccuracy")
+    assert low[0]["labels"]["model"] == MODEL
+    assert float(low[0]["value"]) == pytest.approx(0.75)
+    assert not firing(prom, "CriticalModelAccuracy")
+    sent = until(
+        lambda: webhook.received("LowModelAccuracy", "firing"),
+        what="LowModelAccuracy at the webhook",
+    )
+    assert sent[0]["labels"]["severity"] == "warning"
+    assert "accuracy 75%" in sent[0]["annotations"]["summary"]
+    assert "below the warning threshold 80%" in sent[0]["annotations"]["description"]
+
+    # 2. Accuracy 0.50: the critical alert fires, is delivered, and inhibits the warning.
+    traffic.wrong = 10
+    until(lambda: firing(prom, "CriticalModelAccuracy"), what="CriticalModelAccuracy")
+    critical = until(
+        lambda: webhook.received("CriticalModelAccuracy", "firing"),
+        what="CriticalModelAccuracy at the webhook",
+    )
+    assert critical[0]["labels"]["severity"] == "critical"
+    assert critical[0]["labels"]["model"] == MODEL
+    until(
+        lambda: inhibited_in_alertmanager(stack.am, "LowModelAccuracy"),
+        what="Alertmanager to inhibit LowModelAccuracy",
+    )
+
+    # 3. Good predictions: both resolve, and the resolutions reach the webhook.
+    traffic.wrong = 0
+    recovered = f'model_accuracy{{model="{MODEL}"}} >= 0.8'
+    for name in ("CriticalModelAccuracy", "LowModelAccuracy"):
+        until(partial(resolved, prom, name, recovered), what=f"{name} to resolve")
+        until(
+            partial(webhook.received, name, "resolved"),
+            what=f"the resolution of {name} at the webhook",
+        )
+
+
+def test_collector_down_fires_and_a_restart_continues_the_counters(stack: Stack) -> None:
+    prom, traffic, webhook, until = stack.prom, stack.traffic, stack.webhook, stack.until
+    total = f'model_predictions_total{{model="{MODEL}"}}'
+    until(lambda: prom_query(prom, f"{total} > 0"), what="Prometheus to scrape predictions")
+
+    # The collector stops: CollectorDown fires and is delivered.
+    traffic.pause()
+    total_before = metric_value(stack.collector_url, "model_predictions_total")
+    assert total_before == traffic.sent
+    stack.collector.stop()
+    until(lambda: firing(prom, "CollectorDown"), what="CollectorDown")
+    down = until(
+        lambda: webhook.received("CollectorDown", "firing"), what="CollectorDown at the webhook"
+    )
+    assert down[0]["labels"]["instance"] == stack.collector_url.removeprefix("http://")
+    assert down[0]["labels"]["severity"] == "critical"
+
+    # It restarts on the same data: CollectorDown resolves, the counter continues (no reset).
+    restarted = collector_process(
+        stack.tmp,
+        port=stack.collector.port,  # type: ignore[attr-defined]
+        data_dir=stack.tmp / "collector-data",
+    )
+    with restarted:
+        assert metric_value(stack.collector_url, "model_predictions_total") == total_before
+        until(lambda: not firing(prom, "CollectorDown"), what="CollectorDown to resolve")
+        until(
+            lambda: webhook.received("CollectorDown", "resolved"),
+            what="the resolution of CollectorDown at the webhook",
+        )
+        traffic.resume()
+        until(
+            lambda: prom_query(prom, f"{total} > {total_before}"),
+            what="the counter to grow past its value before the restart",
+        )
+        traffic.pause()
+        resets = prom_query(prom, f"resets({total}[10m])")
+        assert [float(r["value"][1]) for r in resets] == [0.0]

@@ -1,7 +1,7 @@
 """The whole demo on loopback: the known drift of the rainfall data shows as metrics and alerts.
 
 Real collector, real Prometheus (1 s scrape, the project's alert rules with ``for:`` set to 0s
-and its recording rules), ``modelmeter demo`` as a child process replaying rows 4,000..15,500
+and its recording rules), ``modelmeter demo`` as a child process replaying rows 4,000..16,000
 at 100 rows/s with a 30 s window, and the real dashboard in headless Chromium.
 
 What the data does (``modelmeter demo --measure``): ``visibility`` shifts at about row 5,000;
@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import sys
 import threading
-import time
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -21,19 +20,26 @@ import httpx
 import pytest
 
 import dashboard_support as ds
-from helpers import ManagedProcess, free_port, prom_alerts, require_binary, wait_until
+from helpers import (
+    ManagedProcess,
+    free_port,
+    prom_alerts,
+    prom_query,
+    require_binary,
+    wait_until,
+)
 
 pytestmark = [pytest.mark.e2e, pytest.mark.browser]
 
 MODEL = "rainfall"
-START, END, SPEED, WINDOW = 4000, 15_500, 100.0, 30.0
+START, END, SPEED, WINDOW = 4000, 16_000, 100.0, 30.0
 DRIFT_ROW = 12_000
 CHROMIUM_ARGS = ["--no-sandbox", "--headless", "--disable-gpu", "--no-first-run"]
 
 
 @dataclass
 class Sample:
-    row: float  # the replay's position when sampled (rows reach the window as they are sent)
+    row: int  # the replay's position when sampled (rows served by the model service)
     accuracy: float | None
     estimated: float | None
     labeled: int
@@ -43,25 +49,26 @@ class Sample:
 class Recorder(threading.Thread):
     """Every second: the collector's snapshot and Prometheus's firing alerts."""
 
-    def __init__(self, collector: str, prometheus: str, t0: float) -> None:
+    def __init__(self, collector: str, prometheus: str, service: str) -> None:
         super().__init__(daemon=True)
-        self.collector, self.prometheus, self.t0 = collector, prometheus, t0
+        self.collector, self.prometheus, self.service = collector, prometheus, service
         self.samples: list[Sample] = []
         self.stop = threading.Event()
 
     def run(self) -> None:
         while not self.stop.wait(1.0):
             try:
+                served = httpx.get(f"{self.service}/healthz", timeout=5).json()["rows_served"]
                 snap = httpx.get(f"{self.collector}/v1/models/{MODEL}", timeout=5).json()
                 alerts = prom_alerts(self.prometheus)
-            except httpx.HTTPError:
+            except (httpx.HTTPError, KeyError):
                 continue
             s = snap["snapshots"].get("default")
             if not s:
                 continue
             self.samples.append(
                 Sample(
-                    row=START + SPEED * (time.monotonic() - self.t0),
+                    row=START + served,
                     accuracy=(s.get("realized") or {}).get("accuracy"),
                     estimated=(s.get("estimated") or {}).get("accuracy"),
                     labeled=int(s.get("window_labeled") or 0),
@@ -101,10 +108,15 @@ def test_demo_shows_the_known_drift(tmp_path: Path) -> None:
         prometheus = ds.prometheus_for(tmp_path, f"127.0.0.1:{collector.port}")  # type: ignore[attr-defined]
         prometheus.start()
         prom = prometheus.url  # type: ignore[attr-defined]
-        demo, _ = demo_process(tmp_path, url)
+        demo, port = demo_process(tmp_path, url)
         demo.start(timeout=90)  # trains, registers, then serves: the replay starts now
-        recorder = Recorder(url, prom, time.monotonic())
+        recorder = Recorder(url, prom, f"http://127.0.0.1:{port}")
         recorder.start()
+        wait_until(
+            lambda: prom_query(prom, f'model_predictions_total{{model="{MODEL}"}} > 0'),
+            timeout=60,
+            what="Prometheus to scrape the demo's first predictions",
+        )
         with ds.dashboard_server(prom, refresh_seconds=1.0) as dashboard, sync_playwright() as p:
             browser = p.chromium.launch(executable_path="/usr/bin/chromium", args=CHROMIUM_ARGS)
             page = browser.new_page(viewport={"width": 1600, "height": 1000})
@@ -131,7 +143,8 @@ def test_demo_shows_the_known_drift(tmp_path: Path) -> None:
     samples = recorder.samples
     assert samples, "no snapshot recorded"
     window_rows = SPEED * WINDOW
-    before = [s for s in samples if s.row - window_rows >= START and s.row <= 7000 and s.accuracy]
+    # before: windows of rows after 4,000 and before 8,000; after: windows past row 12,000
+    before = [s for s in samples if START + window_rows / 2 <= s.row <= 8000 and s.accuracy]
     after = [s for s in samples if s.row - window_rows >= DRIFT_ROW and s.accuracy]
     report = "\n".join(
         f"row {s.row:7.0f} acc {s.accuracy} est {s.estimated} n {s.labeled} {sorted(s.firing)}"

@@ -157,6 +157,27 @@ def test_debian_pins_match_the_packages_the_tests_run(package: str) -> None:
     )
 
 
+def test_the_installed_package_ships_every_data_file() -> None:
+    """Dockerfile.collector and Dockerfile.dashboard install a wheel (``pip install .``): every
+    non-Python file of the package must match ``[tool.setuptools.package-data]``."""
+    import tomllib
+
+    package = REPO / "src" / "modelmeter"
+    config = tomllib.loads((REPO / "pyproject.toml").read_text())
+    patterns = config["tool"]["setuptools"]["package-data"]["modelmeter"]
+    shipped = {path for pattern in patterns for path in package.glob(pattern) if path.is_file()}
+    data_files = {
+        path
+        for path in package.rglob("*")
+        if path.is_file() and path.suffix not in (".py", ".pyc") and "__pycache__" not in path.parts
+    }
+    missing = sorted(str(p.relative_to(package)) for p in data_files - shipped)
+    assert not missing, (
+        f"not in the wheel the images install: {missing}; add their patterns to "
+        "[tool.setuptools.package-data] modelmeter in pyproject.toml"
+    )
+
+
 def test_dockerignore_keeps_the_build_context_small() -> None:
     ignored = dockerignored()
     for name in (".git", ".venv", "bench/.venv-peers", "modelmeter-data"):
@@ -182,53 +203,69 @@ def test_compose_services_and_profiles(compose: dict[str, Any]) -> None:
     assert services["dashboard"]["environment"]["PROM_URL"] == "http://prometheus:9090"
 
 
-def test_compose_builds_and_images_are_pinned(compose: dict[str, Any]) -> None:
-    for name, service in compose["services"].items():
+COMPOSE_FILES = [COMPOSE, DEPLOY / "multi" / "docker-compose.yml"]
+LOCAL_IMAGES = {"modelmeter-collector:local", "modelmeter-dashboard:local"}
+
+
+def load_compose(path: Path) -> dict[str, Any]:
+    return dict(yaml.safe_load(path.read_text()))
+
+
+@pytest.mark.parametrize("path", COMPOSE_FILES, ids=lambda p: str(p.relative_to(REPO)))
+def test_compose_builds_and_images_are_pinned(path: Path) -> None:
+    for name, service in load_compose(path)["services"].items():
         build = service.get("build")
         if build:
-            assert (REPO / build["context"] / build["dockerfile"]).is_file(), name
+            assert (path.parent / build["context"] / build["dockerfile"]).is_file(), name
+            assert service.get("image") in LOCAL_IMAGES, f"{name}: name the built image"
         image = service.get("image", "")
-        if not build and image != "modelmeter-collector:local":
+        if image not in LOCAL_IMAGES:
             assert re.fullmatch(r"[\w./-]+:v?\d+\.\d+\.\d+", image), f"{name}: pin {image!r}"
 
 
-def test_compose_state_lives_in_named_volumes(compose: dict[str, Any]) -> None:
+@pytest.mark.parametrize("path", COMPOSE_FILES, ids=lambda p: str(p.relative_to(REPO)))
+def test_compose_state_lives_in_named_volumes(path: Path) -> None:
+    compose = load_compose(path)
     declared = set(compose["volumes"])
     used: set[str] = set()
     for name, service in compose["services"].items():
         for volume in service.get("volumes", []):
-            source, target = volume.split(":")[:2]
+            source = volume.split(":")[0]
             if source.startswith("."):
-                assert (REPO / source).exists(), f"{name}: bind mount {source} does not exist"
+                assert (path.parent / source).exists(), f"{name}: bind mount {source} is missing"
             else:
                 assert source in declared, f"{name}: volume {source} is not declared"
                 used.add(source)
     assert used == declared, f"declared but unused: {declared - used}"
-    stateful = {"collector": DATA_DIR, "prometheus": "/prometheus", "alertmanager": "/alertmanager"}
+    stateful = {"prometheus": "/prometheus", "alertmanager": "/alertmanager"}
+    stateful |= {n: DATA_DIR for n in compose["services"] if n.startswith("collector")}
     for name, target in stateful.items():
         targets = [v.split(":")[1] for v in compose["services"][name]["volumes"]]
         assert target in targets, f"{name} keeps its data outside a volume"
 
 
-def test_compose_prometheus_config_is_valid_and_finds_the_rules(
-    compose: dict[str, Any], tmp_path: Path
-) -> None:
+@pytest.mark.parametrize("path", COMPOSE_FILES, ids=lambda p: str(p.relative_to(REPO)))
+def test_compose_prometheus_config_is_valid_and_finds_the_rules(path: Path, tmp_path: Path) -> None:
     promtool = require_binary("promtool")
+    compose = load_compose(path)
     service = compose["services"]["prometheus"]
     (config_ref,) = service["configs"]
     text = compose["configs"][config_ref["source"]]["content"]
     config = yaml.safe_load(text)
     (job,) = config["scrape_configs"]
     assert job["job_name"] == "modelmeter"  # the job the alert rules watch
-    targets = [t for sc in job["static_configs"] for t in sc["targets"]]
-    assert targets == ["collector:8000"]
+    for target in (t for sc in job["static_configs"] for t in sc["targets"]):
+        host, port = target.split(":")
+        assert host in compose["services"] and port == "8000", target
     am = config["alerting"]["alertmanagers"][0]["static_configs"][0]["targets"]
     assert am == ["alertmanager:9093"]
+    for write in config.get("remote_write", []):
+        assert write["url"].split("/")[2].split(":")[0] in compose["services"], write["url"]
     # The rule glob points where the rules are mounted.
     mounts = dict(v.split(":")[:2] for v in service["volumes"])
     (rule_glob,) = config["rule_files"]
     mounted_dir = next(src for src, dst in mounts.items() if rule_glob.startswith(dst + "/"))
-    assert sorted((REPO / mounted_dir).glob(Path(rule_glob).name)), "no rules would load"
+    assert sorted((path.parent / mounted_dir).glob(Path(rule_glob).name)), "no rules would load"
     (tmp_path / "prometheus.yml").write_text(text)
     check = subprocess.run(
         [promtool, "check", "config", "--syntax-only", str(tmp_path / "prometheus.yml")],

@@ -26,7 +26,6 @@ from __future__ import annotations
 import csv
 import io
 import itertools
-import shutil
 import time
 from collections.abc import Iterator, Sequence
 from pathlib import Path
@@ -273,7 +272,6 @@ def stack(tmp_path: Path) -> Iterator[dict[str, Any]]:
                 "prom_single": prom_single.url,  # type: ignore[attr-defined]
                 "vm": vm.url,  # type: ignore[attr-defined]
             }
-    shutil.rmtree(tmp_path / "vm-data", ignore_errors=True)
 
 
 def test_two_shards_equal_one_collector_and_sklearn(stack: dict[str, Any]) -> None:

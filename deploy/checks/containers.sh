@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Static checks of the container files (no Docker engine needed; none is used):
 #   - hadolint on every Dockerfile (fails on errors; warnings are printed),
-#   - docker-compose.yml against the Compose specification (check-jsonschema, offline schema),
+#   - the Compose files against the Compose specification (check-jsonschema, offline schema),
 #   - the Prometheus configs of the multi-collector layout (promtool check config --syntax-only).
 # The Python checks (COPY paths, compose volumes, render.yaml keys, Grafana PromQL) are in
 # tests/test_deploy_files.py. Run from the repository root; deploy/check.sh does.
@@ -29,8 +29,10 @@ for dockerfile in "${dockerfiles[@]}"; do
   hadolint --no-color --failure-threshold error "$dockerfile" || status=1
 done
 
-echo "-- check-jsonschema (compose-spec) docker-compose.yml"
-check-jsonschema --builtin-schema vendor.compose-spec docker-compose.yml || status=1
+for compose in docker-compose.yml deploy/multi/docker-compose.yml; do
+  echo "-- check-jsonschema (compose-spec) $compose"
+  check-jsonschema --builtin-schema vendor.compose-spec "$compose" || status=1
+done
 
 for config in deploy/multi/prometheus*.yml; do
   echo "-- promtool check config --syntax-only $config"

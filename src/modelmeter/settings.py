@@ -51,6 +51,19 @@ def parse_duration(text: str) -> float:
     return float(match.group(1)) * _DURATION_UNITS[match.group(2) or "s"]
 
 
+def format_duration(seconds: float) -> str:
+    """The largest whole unit for ``seconds`` (``parse_duration`` reads it back).
+
+    >>> format_duration(604800.0), format_duration(300.0), format_duration(0.25)
+    ('7d', '5m', '250ms')
+    """
+    for unit in ("d", "h", "m", "s", "ms"):
+        count = seconds / _DURATION_UNITS[unit]
+        if count >= 1 and float(count).is_integer():
+            return f"{int(count)}{unit}"
+    return f"{seconds:g}s"
+
+
 def parse_size(text: str) -> int:
     """Bytes in ``text``: an integer with an optional unit (``KiB``, ``MiB``, ``MB``...).
 
@@ -214,5 +227,7 @@ class Settings:
             default = f.default
             if isinstance(default, tuple):
                 default = ",".join(default)
+            elif f.metadata["cast"] is parse_duration:
+                default = format_duration(float(default))
             rows.append((f.name, f.metadata["env"], str(default), f.metadata["help"]))
         return rows

@@ -79,8 +79,8 @@ CREATE TABLE IF NOT EXISTS predictions (
     id TEXT NOT NULL,
     version TEXT NOT NULL,
     ts REAL NOT NULL,
-    prediction BLOB NOT NULL,        -- JSON
-    scores BLOB,                     -- JSON or NULL
+    prediction BLOB,                 -- no affinity: class (TEXT), value (REAL) or NULL (error)
+    scores BLOB,                     -- no affinity: P(positive) (REAL), probabilities (JSON)
     labeled INTEGER NOT NULL,
     received REAL NOT NULL,
     PRIMARY KEY (model, id)
@@ -130,8 +130,8 @@ class StoredPrediction:
     id: str
     version: str
     ts: float
-    prediction: bytes
-    scores: bytes | None
+    prediction: str | float | None
+    scores: float | bytes | None
     labeled: bool
 
 
@@ -204,10 +204,10 @@ class Transaction:
     def insert_predictions(
         self,
         model: str,
-        rows: Sequence[tuple[str, str, float, bytes, bytes | None, bool]],
+        rows: Sequence[tuple[str, str, float, str | float | None, float | bytes | None, bool]],
         received: float,
     ) -> None:
-        """Rows ``(id, version, ts, prediction_json, scores_json, labeled)``."""
+        """Rows ``(id, version, ts, prediction, scores, labeled)``."""
         self._conn.executemany(
             "INSERT INTO predictions (model, id, version, ts, prediction, scores, labeled, "
             "received) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
@@ -326,12 +326,7 @@ class Store:
                 (model, *chunk),
             ):
                 found[row[0]] = StoredPrediction(
-                    row[0],
-                    row[1],
-                    float(row[2]),
-                    bytes(row[3]),
-                    None if row[4] is None else bytes(row[4]),
-                    bool(row[5]),
+                    row[0], row[1], float(row[2]), row[3], row[4], bool(row[5])
                 )
         return found
 

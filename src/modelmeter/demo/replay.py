@@ -23,6 +23,7 @@ from modelmeter.sdk import Client
 __all__ = ["LabelFeeder", "ReplayStats", "Replayer"]
 
 MAX_ROWS_PER_REQUEST = 200
+MIN_REQUEST_INTERVAL = 0.05  # at high speed, rows due within 50 ms go in one request
 
 
 class LabelFeeder:
@@ -131,12 +132,16 @@ class Replayer:
         row = self.start
         last_progress = t0
         announced = {r for r in self.data.drift_rows if r <= row}
+        last_send = -float("inf")
         while row < self.end and not self._stop.is_set():
             now = time.monotonic()
             due = min(self.end, self.start + int((now - t0) * self.speed) + 1)
-            if due <= row:
-                self._stop.wait(max(0.0, t0 + (row - self.start) / self.speed - now))
+            next_due = t0 + (row - self.start) / self.speed
+            if due <= row or now < last_send + MIN_REQUEST_INTERVAL:
+                wake = max(next_due, last_send + MIN_REQUEST_INTERVAL)
+                self._stop.wait(max(0.0, wake - now))
                 continue
+            last_send = now
             upto = min(due, row + MAX_ROWS_PER_REQUEST)
             self._send(http, row, upto)
             for at, what in self.data.drift_rows.items():

@@ -3,6 +3,7 @@
 ``POST /predict`` with ``{"rows": [{feature: value, ...}, ...]}`` answers
 ``{"ids": [...], "predictions": [...], "scores": [...]}``: the prediction ids are what a label
 source later sends its labels against. Every call goes through ``modelmeter.monitor``.
+``GET /healthz`` answers ``{"status": "ok", "rows_served": n}``.
 """
 
 from __future__ import annotations
@@ -34,6 +35,7 @@ def create_app(model: MonitoredEstimator, features: Sequence[str]) -> Starlette:
     """The ASGI app serving ``model`` (already wrapped by ``monitor``)."""
     names = list(features)
     positive = list(model.classes_).index(1)
+    served = [0]  # rows predicted so far (shown by /healthz)
 
     async def predict(request: Request) -> JSONResponse:
         try:
@@ -50,6 +52,7 @@ def create_app(model: MonitoredEstimator, features: Sequence[str]) -> Starlette:
             proba, ids = model.predict_proba(frame, return_ids=True)
         except Exception as exc:  # reported to modelmeter as errors by the wrapper
             return JSONResponse({"detail": f"model error: {exc}"}, status_code=500)
+        served[0] += len(frame)
         scores = proba[:, positive]
         predictions = model.classes_[proba.argmax(axis=1)]
         return JSONResponse(
@@ -57,7 +60,7 @@ def create_app(model: MonitoredEstimator, features: Sequence[str]) -> Starlette:
         )
 
     async def healthz(request: Request) -> JSONResponse:
-        return JSONResponse({"status": "ok"})
+        return JSONResponse({"status": "ok", "rows_served": served[0]})
 
     return Starlette(
         routes=[Route("/predict", predict, methods=["POST"]), Route("/healthz", healthz)]

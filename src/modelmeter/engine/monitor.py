@@ -4,9 +4,8 @@ from __future__ import annotations
 
 import math
 from collections.abc import Mapping
-from dataclasses import dataclass
 from itertools import repeat
-from typing import Any
+from typing import Any, NamedTuple
 
 import numpy as np
 import numpy.typing as npt
@@ -57,8 +56,7 @@ IntArray = npt.NDArray[np.int64]
 BoolArray = npt.NDArray[np.bool_]
 
 
-@dataclass(frozen=True)
-class _Prepared:
+class _Prepared(NamedTuple):
     """A validated prediction batch, ready to count (nothing in it can fail any more)."""
 
     n: int
@@ -77,6 +75,8 @@ class ModelMonitor:
     Feed it prediction batches with :meth:`observe` and label batches with :meth:`label`;
     read everything with :meth:`snapshot`. State is additive counts in a ring of time buckets
     plus cumulative totals; :meth:`to_checkpoint` saves it as plain JSON-able data.
+
+    Not thread-safe: callers serialise calls (the collector holds a lock per monitor).
 
     ``observe`` and ``label`` take an optional ``now`` (Unix seconds): the newest bucket moves
     to it and later timestamps are counted in that bucket. Without ``now`` the newest bucket
@@ -132,7 +132,10 @@ class ModelMonitor:
             column = np.asarray(reference.features[spec.name])
             if spec.kind == "numeric":
                 values, _ = _numeric_values(column, spec.name, column.shape[0])
-                numeric.append((spec, NumericBinning(values, config.drift_bins)))
+                try:
+                    numeric.append((spec, NumericBinning(values, config.drift_bins)))
+                except ValueError as error:
+                    raise ValueError(f"reference feature {spec.name!r}: {error}") from None
             else:
                 objects = _object_values(column, spec.name, column.shape[0])
                 categorical.append((spec, CategoricalBinning.fit(objects, spec.categories)))
@@ -341,24 +344,31 @@ class ModelMonitor:
         numeric, categorical = self._numeric, self._categorical
         if numeric.m:
             raw = [batch.features[spec.name] for spec in numeric.specs]
-            if not batch.wrong_type and all(column.dtype.kind in "fiub" for column in raw):
+            joined = None if batch.wrong_type else np.concatenate(raw)
+            if joined is not None and joined.dtype.kind in "fiub":
                 # Common case: numeric columns and no type problems.
+                joined = joined.astype(np.float64, copy=False)
                 for start in range(0, n, CHUNK):
                     stop = min(start + CHUNK, n)
-                    parts = raw if n <= CHUNK else [column[start:stop] for column in raw]
-                    values = np.concatenate(parts).reshape(numeric.m, stop - start)
-                    quality = numeric.count(
-                        self._ring, values.astype(np.float64, copy=False), None, slots[start:stop]
-                    )
+                    if n <= CHUNK:
+                        values = joined.reshape(numeric.m, n)
+                    else:
+                        values = np.concatenate([c[start:stop] for c in raw]).reshape(numeric.m, -1)
+                        values = values.astype(np.float64, copy=False)
+                    quality = numeric.count(self._ring, values, None, slots[start:stop])
                     self._totals["numeric_quality"] += quality.reshape(numeric.m, N_CODES)
             else:
                 self._count_numeric_slow(raw, batch, slots, n)
         if categorical.m:
-            objects = [_object_values(batch.features[s.name], s.name, n) for s in categorical.specs]
-            marks: list[BoolArray | None] = []
-            for spec in categorical.specs:
-                marked = batch.wrong_type.get(spec.name)
-                marks.append(None if marked is None else np.asarray(marked, dtype=bool))
+            objects: list[npt.NDArray[Any]] = [
+                batch.features[spec.name] for spec in categorical.specs
+            ]
+            objects = [c if c.dtype == object else c.astype(object) for c in objects]
+            marks: list[BoolArray | None] = [None] * categorical.m
+            if batch.wrong_type:
+                for j, spec in enumerate(categorical.specs):
+                    marked = batch.wrong_type.get(spec.name)
+                    marks[j] = None if marked is None else np.asarray(marked, dtype=bool)
             for start in range(0, n, CHUNK):
                 stop = min(start + CHUNK, n)
                 quality = categorical.count(

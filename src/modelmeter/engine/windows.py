@@ -139,18 +139,19 @@ class BucketRing:
         if n == 0:
             return np.zeros(size)
         first = int(slots[0])
-        w = None if weights is None else weights.ravel()
         if n == 1 or (slots.min() == first and slots.max() == first):
             if isinstance(index, int):
                 total = np.zeros(size)
-                total[index] = float(n) if w is None else float(w.sum())
+                total[index] = float(n) if weights is None else float(weights.sum())
             else:
+                w = None if weights is None else weights.ravel()
                 total = np.bincount(index.ravel(), weights=w, minlength=size).astype(
                     np.float64, copy=False
                 )
             if first < self.n_buckets:
                 flat[first] += total
             return total
+        w = None if weights is None else weights.ravel()
         counts = np.bincount(
             (slots * size + index).ravel(), weights=w, minlength=(self.n_buckets + 1) * size
         ).reshape(self.n_buckets + 1, size)

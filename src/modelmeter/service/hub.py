@@ -175,14 +175,22 @@ class Hub:
 
     def _restore_monitor(self, entry: ModelEntry, version: str) -> None:
         found = self.store.checkpoint(entry.name, version)
-        if found is None:
-            entry.monitor(version)
-        else:
+        entry.monitor(version)
+        if found is not None:
             seq, data = found
-            entry.monitors[version] = ModelMonitor.from_checkpoint(
-                entry.config, entry.reference, json.loads(data)
-            )
             entry.applied_seq[version] = entry.checkpoint_seq[version] = seq
+            try:
+                entry.monitors[version] = ModelMonitor.from_checkpoint(
+                    entry.config, entry.reference, json.loads(data)
+                )
+            except ValueError as exc:  # e.g. written by another engine version
+                log.error(
+                    "checkpoint of %s/%s does not fit (%s); its counts restart from the "
+                    "events logged after it",
+                    entry.name,
+                    version,
+                    exc,
+                )
         for row in self.store.log_after(entry.name, version, entry.applied_seq[version]):
             self._apply(entry, version, row.kind, orjson.loads(row.payload))
             entry.applied_seq[version] = row.seq
@@ -210,6 +218,12 @@ class Hub:
             reference, reference_name = _reference_bytes(spec)
         ref_data = load_reference(spec, data=reference)
         config = spec.monitor_config()
+        try:
+            ModelMonitor(config, ref_data)  # the engine fits bins and calibration now
+        except ValueError as exc:
+            raise IngestError(
+                422, f"the spec and reference data cannot be monitored: {exc}"
+            ) from None
         now = time.time()
         document = orjson.dumps(spec.to_dict())
         with self.lock:
@@ -313,13 +327,14 @@ class Hub:
                     label_rows[event.version].append(
                         (label_ts, event.ts, event.prediction, label, event.scores)
                     )
+                scores = event.scores
                 rows.append(
                     (
                         event.id,
                         event.version,
                         event.ts,
-                        orjson.dumps(event.prediction if has_prediction else None),
-                        None if event.scores is None else orjson.dumps(event.scores),
+                        event.prediction if has_prediction else None,
+                        orjson.dumps(scores) if isinstance(scores, tuple) else scores,
                         label is not None,
                     )
                 )
@@ -408,10 +423,12 @@ class Hub:
                     duplicates += 1
                     continue
                 matched.append(lab.id)
-                prediction = orjson.loads(stored.prediction)
+                prediction = stored.prediction
                 if prediction is None:
                     continue  # an errored event without prediction: nothing to score
-                scores = None if stored.scores is None else orjson.loads(stored.scores)
+                scores = stored.scores
+                if isinstance(scores, bytes):  # multiclass probabilities, as JSON
+                    scores = orjson.loads(scores)
                 label_rows[stored.version].append(
                     (max(lab.ts, stored.ts), stored.ts, prediction, lab.label, scores)
                 )

@@ -24,7 +24,10 @@ payload is written to the store's operation log and turned into a ``PredictionBa
 
 from __future__ import annotations
 
+import functools
+import itertools
 import math
+import operator
 import re
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
@@ -120,12 +123,21 @@ class Schema:
     def is_classification(self) -> bool:
         return self.task != "regression"
 
+    @functools.cached_property
+    def lookup(self) -> dict[Any, str]:
+        """Fast path of ``_to_class``: class strings and the ints that spell them."""
+        out: dict[Any, str] = {c: c for c in self.classes}
+        for c in self.classes:
+            if c.lstrip("-").isdigit() and str(int(c)) == c:
+                out[int(c)] = c
+        return out
+
     @property
     def feature_names(self) -> frozenset[str]:
         return frozenset(self.numeric) | frozenset(self.categorical)
 
 
-@dataclass(frozen=True)
+@dataclass(slots=True)
 class PredictionEvent:
     """One valid prediction event (envelope checked; feature values not yet)."""
 
@@ -284,40 +296,54 @@ def _scores(event: Mapping[str, Any], schema: Schema) -> float | tuple[float, ..
 
 
 def _prediction_event(index: int, event: Any, schema: Schema, now: float) -> PredictionEvent:
-    if not isinstance(event, dict):
+    if type(event) is not dict:
         raise _Reject(f"an event must be a JSON object, got {_show(event)}")
-    event_id = _event_id(event)
-    version = event.get("version", DEFAULT_VERSION)
-    if not isinstance(version, str) or not VERSION_NAME.match(version):
+    get = event.get
+    event_id = get("id")
+    if type(event_id) is not str or not 0 < len(event_id) <= MAX_ID_LENGTH:
+        event_id = _event_id(event)  # raises with the precise reason
+    version = get("version")
+    if version is None:
+        version = DEFAULT_VERSION
+    elif not isinstance(version, str) or not VERSION_NAME.match(version):
         raise _Reject(f"'version' must match [A-Za-z0-9_.:-]{{1,64}}, got {_show(version)}")
-    ts = _timestamp(event.get("timestamp"), now)
-    features = event.get("features", {})
+    raw_ts = get("timestamp")
+    ts = now if raw_ts is None else _timestamp(raw_ts, now)
+    features = get("features")
     if features is None:
         features = {}
-    if not isinstance(features, dict):
+    elif type(features) is not dict:
         raise _Reject(f"'features' must be an object {{name: value}}, got {_show(features)}")
-    raw_error = event.get("error")
+    raw_error = get("error")
     if raw_error is None or raw_error is False:
         error = False
     elif raw_error is True or isinstance(raw_error, str):
         error = True
     else:
         raise _Reject(f"'error' must be a boolean or a message string, got {_show(raw_error)}")
-    if "prediction" not in event or event["prediction"] is None:
+    raw_prediction = get("prediction")
+    if raw_prediction is None:
         if not error:
             raise _Reject("'prediction' is missing; only an event with 'error' may omit it")
         prediction: str | float = "" if schema.is_classification else math.nan
     else:
-        prediction = _to_target(event["prediction"], schema, "prediction")
-    scores = _scores(event, schema)
-    latency_raw = event.get("latency_seconds")
+        found = schema.lookup.get(raw_prediction) if type(raw_prediction) in _KEY_TYPES else None
+        prediction = _to_target(raw_prediction, schema, "prediction") if found is None else found
+    score = get("score")
+    if type(score) is float and schema.task == "binary" and get("probabilities") is None:
+        if not 0.0 <= score <= 1.0:
+            raise _Reject(f"'score' must be a probability in [0, 1], got {_show(score)}")
+        scores: float | tuple[float, ...] | None = score
+    else:
+        scores = _scores(event, schema)
+    latency_raw = get("latency_seconds")
     if latency_raw is None:
         latency = math.nan
     elif _is_number(latency_raw) and 0.0 <= float(latency_raw) < 1e9:
         latency = float(latency_raw)
     else:
         raise _Reject(f"'latency_seconds' must be a number >= 0, got {_show(latency_raw)}")
-    label_raw = event.get("label")
+    label_raw = get("label")
     label = None if label_raw is None else _to_target(label_raw, schema, "label")
     return PredictionEvent(
         index, event_id, version, ts, features, prediction, scores, latency, error, label
@@ -426,6 +452,24 @@ def validate_resources(doc: Any) -> Resources | None:
 # --- columnar payloads (logged, then turned into engine batches) -----------------------------
 
 
+def _numeric_matrix(rows: Sequence[Mapping[str, Any]], names: Sequence[str]) -> np.ndarray | None:
+    """``(len(names), n)`` float64 (one contiguous row per feature) when every row has every
+    name with a number or null; else None (the per-column path handles the rest)."""
+    if not names:
+        return None
+    getter = operator.itemgetter(*names)
+    try:
+        values = [getter(row) for row in rows]
+    except KeyError:
+        return None
+    if len(names) == 1:
+        values = [(v,) for v in values]
+    if not set(map(type, itertools.chain.from_iterable(values))) <= _NUMBER_TYPES:
+        return None
+    matrix = np.array(values, dtype=np.float64).reshape(len(rows), len(names))
+    return np.ascontiguousarray(matrix.T)
+
+
 def observe_payload(events: Sequence[PredictionEvent], schema: Schema) -> dict[str, Any]:
     """The columns of ``PredictionBatch`` for ``events`` (one version), as a plain dict.
 
@@ -436,10 +480,13 @@ def observe_payload(events: Sequence[PredictionEvent], schema: Schema) -> dict[s
     features: dict[str, Any] = {}
     wrong: dict[str, list[int]] = {}
     rows = [e.features for e in events]
-    for name in schema.numeric:
+    numeric = _numeric_matrix(rows, schema.numeric)
+    for j, name in enumerate(schema.numeric):
+        if numeric is not None:  # the usual case: every row has every numeric feature
+            features[name] = numeric[j]
+            continue
         values = [row.get(name) for row in rows]
-        kinds = set(map(type, values))
-        if kinds <= _NUMBER_TYPES:  # the usual case: one vectorised conversion
+        if set(map(type, values)) <= _NUMBER_TYPES:
             features[name] = np.array(values, dtype=np.float64)
             continue
         column: list[float | None] = []
@@ -497,6 +544,7 @@ def observe_payload(events: Sequence[PredictionEvent], schema: Schema) -> dict[s
 
 
 _NUMBER_TYPES = frozenset({float, int, type(None)})
+_KEY_TYPES = frozenset({str, int})  # never bool: True == 1 would find class "1"
 
 
 def _floats(values: Sequence[Any]) -> np.ndarray:

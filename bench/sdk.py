@@ -1,0 +1,173 @@
+"""What the SDK adds to one predict call, with the collector up and down.
+
+Measured on this machine, per call, over many calls in a tight loop (the worst case: the
+sender thread competes for the GIL the whole time):
+
+* ``log_prediction``: the time of the call itself (queue append, id, timestamp);
+* ``monitor``: ``wrapped.predict_proba(one row)`` minus the unwrapped call, interleaved;
+* the longest a call waited when the queue was full with ``block_timeout=5 ms``.
+
+The collector is the real one (``python -m modelmeter.service``) on a free loopback port;
+"down" is a port nobody listens on. Run: ``python bench/sdk.py``; the table is printed and
+written as the "SDK" section of bench/RESULTS.md (other sections are kept).
+"""
+
+from __future__ import annotations
+
+import platform
+import re
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+import httpx
+import numpy as np
+
+from modelmeter.demo import artifacts, data, model
+from modelmeter.sdk import Client, monitor
+
+RESULTS = Path(__file__).with_name("RESULTS.md")
+CALLS = 20_000
+MODEL_CALLS = 3_000
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def percentiles(samples: list[float]) -> tuple[float, float, float]:
+    """(median, p99, max) in microseconds."""
+    a = np.asarray(samples) * 1e6
+    return float(np.median(a)), float(np.percentile(a, 99)), float(a.max())
+
+
+def time_calls(call: Callable[[int], object], n: int) -> list[float]:
+    clock = time.perf_counter
+    out = []
+    for i in range(n):
+        t = clock()
+        call(i)
+        out.append(clock() - t)
+    return out
+
+
+def start_collector(
+    tmp: Path, files: artifacts.DemoArtifacts
+) -> tuple[subprocess.Popen[bytes], str]:
+    port = free_port()
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "modelmeter.service", "--port", str(port),
+         "--data-dir", str(tmp / "collector"), "--log-level", "warning"],
+        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+    )  # fmt: skip
+    url = f"http://127.0.0.1:{port}"
+    deadline = time.monotonic() + 30
+    while True:
+        try:
+            if httpx.get(f"{url}/readyz", timeout=1).is_success:
+                break
+        except httpx.HTTPError:
+            pass
+        if time.monotonic() > deadline or proc.poll() is not None:
+            proc.kill()
+            raise SystemExit("the collector did not start; run it by hand to see why")
+        time.sleep(0.1)
+    artifacts.register(url, "rainfall", files)
+    return proc, url
+
+
+def main() -> None:
+    dataset = data.load("rainfall")
+    estimator = model.train(dataset)
+    rows = dataset.frame.iloc[4000 : 4000 + MODEL_CALLS]
+    dict_rows = [dict(zip(rows.columns, r, strict=True)) for r in rows.to_numpy().tolist()]
+    one_row_frames = [rows.iloc[i : i + 1] for i in range(len(rows))]
+    table: list[tuple[str, str, float, float, float]] = []
+
+    with tempfile.TemporaryDirectory() as tmpdir:
+        tmp = Path(tmpdir)
+        lo, hi = dataset.train_rows
+        files, _ = artifacts.ensure_artifacts(
+            tmp / "demo", model.reference_frame(estimator, dataset),
+            dataset.frame.iloc[lo:hi], "1m", "5s", 50,
+        )  # fmt: skip
+        proc, up_url = start_collector(tmp, files)
+        try:
+            for state, url in [("up", up_url), ("down", f"http://127.0.0.1:{free_port()}")]:
+                client = Client(url, "rainfall", max_queue=100_000, max_backoff=1.0)
+
+                def log(i: int, client: Client = client) -> object:
+                    return client.log_prediction(
+                        dict_rows[i % MODEL_CALLS], 1, probabilities={0: 0.3, 1: 0.7}
+                    )
+
+                time_calls(log, 2000)  # warm up
+                med, p99, worst = percentiles(time_calls(log, CALLS))
+                table.append((f"log_prediction, collector {state}", f"{CALLS:,}", med, p99, worst))
+
+                wrapped = monitor(estimator, client)
+                raw_times: list[float] = []
+                wrapped_times: list[float] = []
+                clock = time.perf_counter
+                for frame in one_row_frames:
+                    t = clock()
+                    estimator.predict_proba(frame)
+                    raw_times.append(clock() - t)
+                    t = clock()
+                    wrapped.predict_proba(frame)
+                    wrapped_times.append(clock() - t)
+                diff = [w - r for w, r in zip(wrapped_times, raw_times, strict=True)]
+                med, p99, worst = percentiles(diff)
+                raw_med = percentiles(raw_times)[0]
+                table.append(
+                    (f"monitor overhead on a {raw_med:.0f} µs predict_proba, collector {state}",
+                     f"{MODEL_CALLS:,}", med, p99, worst)
+                )  # fmt: skip
+                client.flush(timeout=30)
+                stats = client.stats
+                client.close(timeout=2)
+                print(f"collector {state}: {stats}", file=sys.stderr)
+        finally:
+            proc.terminate()
+            proc.wait(timeout=10)
+
+    # full queue, collector down: a call waits at most block_timeout
+    client = Client(f"http://127.0.0.1:{free_port()}", "rainfall", max_queue=100, batch_size=10,
+                    block_timeout=0.005)  # fmt: skip
+    med, p99, worst = percentiles(time_calls(lambda i: client.log_prediction(dict_rows[0], 1), 500))
+    table.append(("log_prediction, queue full, block_timeout=5 ms", "500", med, p99, worst))
+    client.close(timeout=0)
+
+    header = "| case | calls | median µs | p99 µs | max µs |\n| --- | ---: | ---: | ---: | ---: |"
+    lines = [f"| {c} | {n} | {m:.1f} | {p:.1f} | {w:.0f} |" for c, n, m, p, w in table]
+    text = "\n".join([header, *lines])
+    print(text)
+    machine = f"{platform.processor() or platform.machine()}, Python {platform.python_version()}"
+    section = (
+        "## SDK\n\n"
+        f"`python bench/sdk.py` ({time.strftime('%Y-%m-%d')}, {machine}). The time the SDK adds "
+        "to the caller's thread, per call, in a tight loop while the sender thread works "
+        "(the worst case for the GIL). Target: median below 20 µs; with a full queue a call "
+        "never waits longer than `block_timeout`.\n\n" + text + "\n"
+    )
+    write_section(section)
+
+
+def write_section(section: str) -> None:
+    """Replace (or append) the "## SDK" section of RESULTS.md, keeping every other section."""
+    old = RESULTS.read_text() if RESULTS.exists() else "# Benchmark results\n"
+    pattern = re.compile(r"^## SDK\n.*?(?=^## |\Z)", re.M | re.S)
+    new = (
+        pattern.sub(section + "\n", old) if pattern.search(old) else old.rstrip() + "\n\n" + section
+    )
+    RESULTS.write_text(new)
+
+
+if __name__ == "__main__":
+    main()
