@@ -8,13 +8,12 @@ build_view, render_view, and the JSON encoding Dash applies to the store and the
 Measured with 1 model, then with 20 models. Prints a table and writes the "Dashboard"
 section of bench/RESULTS.md (other sections are kept).
 
-    .venv/bin/python bench/dashboard.py [--refreshes 40]
+    .venv/bin/python bench/dashboard.py [--refreshes 40] [--settle 600]
 """
 
 from __future__ import annotations
 
 import argparse
-import json
 import platform
 import re
 import statistics
@@ -27,7 +26,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "tests"))
 
-import plotly.utils  # noqa: E402
+from plotly.io.json import to_json_plotly  # noqa: E402  (what Dash encodes with)
 
 import dashboard_support as ds  # noqa: E402
 from helpers import prom_query, wait_until  # noqa: E402
@@ -40,7 +39,7 @@ RESULTS = ROOT / "bench" / "RESULTS.md"
 
 
 def _encode(obj: object) -> str:
-    return json.dumps(obj, cls=plotly.utils.PlotlyJSONEncoder)
+    return str(to_json_plotly(obj))
 
 
 def measure(prom_url: str, model: str, refreshes: int) -> dict[str, float]:
@@ -139,7 +138,7 @@ def main() -> int:
     parser.add_argument(
         "--settle",
         type=float,
-        default=20.0,
+        default=120.0,
         help="seconds of 1 s scrapes before measuring (history to draw)",
     )
     args = parser.parse_args()

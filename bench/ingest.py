@@ -3,11 +3,12 @@
     .venv/bin/python bench/ingest.py [--seconds 8] [--write-results]
 
 Starts the collector as its own process on 127.0.0.1 (fresh data directory, default
-settings: SQLite WAL, synchronous=FULL), registers a binary model with 20 numeric features,
-then runs a *separate client process* (httpx, one connection, requests back to back) for
-batches of 1, 100 and 1,000 events. Reports events/s, p50/p99 request latency, where the
-collector's time went (its ``/debug/timings`` perf_counter sums: validate, prepare, store,
-engine, parse), and the ``/metrics`` scrape time with 100 models x 25 features.
+settings, SQLite WAL with synchronous FULL, then NORMAL), registers a binary model with 20
+numeric features, then runs a *separate client process* (httpx, one connection, requests
+back to back) for batches of 1, 100 and 1,000 events. Reports events/s, events per collector
+CPU-second, p50/p99 request latency, where the collector's time went (its ``/debug/timings``
+perf_counter sums: parse, validate, prepare, store, engine), and the ``/metrics`` scrape time
+with 100 models x 25 features.
 """
 
 from __future__ import annotations
@@ -188,8 +189,9 @@ def main() -> int:
     parser.add_argument("--seconds", type=float, default=8.0)
     parser.add_argument("--write-results", action="store_true",
                         help="append an 'Ingest' section to bench/RESULTS.md")  # fmt: skip
-    parser.add_argument("--synchronous", default="FULL", choices=("FULL", "NORMAL"),
-                        help="SQLite synchronous mode of the collector")  # fmt: skip
+    parser.add_argument(
+        "--synchronous", default="FULL,NORMAL", help="SQLite synchronous modes to run"
+    )
     parser.add_argument("--skip-scrape", action="store_true")
     parser.add_argument("--batches", default="1,100,1000", help="comma-separated batch sizes")
     parser.add_argument("--client", help=argparse.SUPPRESS)
@@ -201,22 +203,24 @@ def main() -> int:
         return 0
 
     tmp = Path(tempfile.mkdtemp(prefix="modelmeter-bench-"))
-    port = free_port()
-    proc = start_collector(tmp / "data", port, args.synchronous)
-    url = f"http://127.0.0.1:{port}"
+    ref = tmp / "ref20.csv"
+    ref.write_bytes(reference_csv(20))
     rows = []
-    try:
-        ref = tmp / "ref20.csv"
-        ref.write_bytes(reference_csv(20))
-        put = httpx.put(f"{url}/v1/models/bench", content=orjson.dumps(spec(20, str(ref))),
-                        headers=JSON, timeout=60)  # fmt: skip
-        assert put.status_code == 201, put.text
-        sizes = [int(b) for b in args.batches.split(",")]
-        for seed, batch in enumerate(sizes, start=1):
-            rows.append(run_batch(url, batch, args.seconds, seed, proc.pid))
-    finally:
-        proc.terminate()
-        proc.wait(timeout=30)
+    modes = args.synchronous.split(",")
+    for mode in modes:
+        port = free_port()
+        proc = start_collector(tmp / f"data-{mode}", port, mode)
+        url = f"http://127.0.0.1:{port}"
+        try:
+            put = httpx.put(f"{url}/v1/models/bench", content=orjson.dumps(spec(20, str(ref))),
+                            headers=JSON, timeout=60)  # fmt: skip
+            assert put.status_code == 201, put.text
+            sizes = [int(b) for b in args.batches.split(",")]
+            for seed, batch in enumerate(sizes, start=1):
+                rows.append(run_batch(url, batch, args.seconds, seed, proc.pid) | {"mode": mode})
+        finally:
+            proc.terminate()
+            proc.wait(timeout=30)
     scrape = ""
     if not args.skip_scrape:
         scrape_median, scrape_max, scrape_bytes = scrape_time(tmp)
@@ -227,17 +231,18 @@ def main() -> int:
         )
 
     lines = [
-        "| batch | requests | events/s | events per collector CPU-second | p50 latency "
-        "| p99 latency | server time per event "
+        "| synchronous | batch | requests | events/s | events per collector CPU-second "
+        "| p50 latency | p99 latency | server time per event "
         "(parse / validate / prepare: id lookups + columns / store: commit / engine) |",
-        "| ---: | ---: | ---: | ---: | ---: | ---: | --- |",
+        "| --- | ---: | ---: | ---: | ---: | ---: | ---: | --- |",
     ]
     for r in rows:
         s, n = r["server"], max(1.0, r["server"].get("events", 1.0))
         stages = ("parse", "validate", "prepare", "store", "engine")
         parts = " / ".join(f"{s.get(k, 0.0) / n * 1e6:.1f}" for k in stages)
         lines.append(
-            f"| {r['batch']:,} | {r['requests']:,} | {r['events'] / r['seconds']:,.0f} | "
+            f"| {r['mode']} | {r['batch']:,} | {r['requests']:,} | "
+            f"{r['events'] / r['seconds']:,.0f} | "
             f"{r['events'] / max(r['cpu'], 1e-9):,.0f} | "
             f"{r['p50'] * 1e3:.2f} ms | {r['p99'] * 1e3:.2f} ms | {parts} µs |"
         )
@@ -261,8 +266,8 @@ def main() -> int:
             "\n## Ingest\n\n"
             f"Command: `.venv/bin/python bench/ingest.py --seconds {args.seconds:g} "
             f"--synchronous {args.synchronous} --write-results`\n\n"
-            f"Machine: {machine}. One collector process (uvicorn, 1 worker, SQLite WAL "
-            f"`synchronous={args.synchronous}`); one client process (httpx, one connection, "
+            f"Machine: {machine}. One collector process (uvicorn, 1 worker, SQLite WAL); "
+            "one client process (httpx, one connection, "
             "requests back to back); 20 numeric features per event; every request is one "
             "SQLite transaction.\n\n"
             f"{table}\n\n{scrape}\n"

@@ -26,7 +26,7 @@ from sklearn.model_selection import train_test_split
 from sklearn.pipeline import make_pipeline
 from sklearn.preprocessing import StandardScaler
 
-from helpers import DEPLOY, ManagedProcess, free_port, prometheus_process
+from helpers import DEPLOY, ManagedProcess, collector_process, free_port, prometheus_process
 
 FEATURES = 10
 
@@ -203,18 +203,5 @@ def dashboard_server(prom_url: str, refresh_seconds: float = 1.0) -> Iterator[st
 
 
 def collector(tmp: Path) -> ManagedProcess:
-    """The real collector via ``helpers.collector_process`` (``python -m modelmeter collector``).
-
-    While the ``modelmeter`` command cannot load every subcommand yet (the launcher is being
-    written), the same collector is started with ``python -m modelmeter.service`` (same flags).
-    """
-    import importlib.util
-    import sys
-
-    from helpers import collector_process
-
-    proc = collector_process(tmp)
-    if importlib.util.find_spec("modelmeter.launcher") is None:
-        proc.argv[1:4] = ["-m", "modelmeter.service"]
-    assert proc.argv[0] == sys.executable
-    return proc
+    """The real collector (``python -m modelmeter collector``) on a free port, not started."""
+    return collector_process(tmp)

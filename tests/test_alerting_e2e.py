@@ -12,11 +12,12 @@
 * Alertmanager runs the shipped configuration with the webhook URL of a tiny HTTP server in this
   test and short group timers.
 
-The test waits (with deadlines) until LowModelAccuracy, then CriticalModelAccuracy fire in
-Prometheus and reach the webhook, until Alertmanager inhibits the warning, until good predictions
-resolve both and the resolutions reach the webhook; then it stops the collector (CollectorDown
-fires and is delivered), restarts it on the same data, and checks that CollectorDown resolves and
-the prediction counter continues where it was (no reset).
+Every wait has a deadline (no fixed sleeps). The first test waits until LowModelAccuracy, then
+CriticalModelAccuracy fire in Prometheus and reach the webhook, until Alertmanager inhibits the
+warning, and until good predictions resolve both and the resolutions reach the webhook. The
+second kills the collector (SIGKILL, as a crash): CollectorDown fires and is delivered; the
+collector restarts on the same data, CollectorDown resolves and is delivered, and the prediction
+counter continues from its value before the crash (Prometheus sees no counter reset).
 """
 
 from __future__ import annotations
@@ -374,17 +375,23 @@ def test_collector_down_fires_and_a_restart_continues_the_counters(stack: Stack)
     total = f'model_predictions_total{{model="{MODEL}"}}'
     until(lambda: prom_query(prom, f"{total} > 0"), what="Prometheus to scrape predictions")
 
-    # The collector stops: CollectorDown fires and is delivered.
+    # The collector stops: CollectorDown fires for it and is delivered. (Another CollectorDown,
+    # without an instance, may fire at Prometheus's start: absent() before the first scrape.)
+    instance = stack.collector_url.removeprefix("http://")
+
+    def down(alerts: list[dict[str, Any]]) -> list[dict[str, Any]]:
+        return [a for a in alerts if a["labels"].get("instance") == instance]
+
     traffic.pause()
     total_before = metric_value(stack.collector_url, "model_predictions_total")
     assert total_before == traffic.sent
-    stack.collector.stop()
-    until(lambda: firing(prom, "CollectorDown"), what="CollectorDown")
-    down = until(
-        lambda: webhook.received("CollectorDown", "firing"), what="CollectorDown at the webhook"
+    stack.collector.kill()  # SIGKILL, as a crash
+    until(lambda: down(firing(prom, "CollectorDown")), what="CollectorDown")
+    sent = until(
+        lambda: down(webhook.received("CollectorDown", "firing")),
+        what="CollectorDown at the webhook",
     )
-    assert down[0]["labels"]["instance"] == stack.collector_url.removeprefix("http://")
-    assert down[0]["labels"]["severity"] == "critical"
+    assert sent[0]["labels"]["severity"] == "critical"
 
     # It restarts on the same data: CollectorDown resolves, the counter continues (no reset).
     restarted = collector_process(
@@ -394,9 +401,9 @@ def test_collector_down_fires_and_a_restart_continues_the_counters(stack: Stack)
     )
     with restarted:
         assert metric_value(stack.collector_url, "model_predictions_total") == total_before
-        until(lambda: not firing(prom, "CollectorDown"), what="CollectorDown to resolve")
+        until(lambda: not down(firing(prom, "CollectorDown")), what="CollectorDown to resolve")
         until(
-            lambda: webhook.received("CollectorDown", "resolved"),
+            lambda: down(webhook.received("CollectorDown", "resolved")),
             what="the resolution of CollectorDown at the webhook",
         )
         traffic.resume()

@@ -175,6 +175,12 @@ def test_accuracy_drop_and_drift_show_as_alerts(stack: Stack, page: Any) -> None
     page.wait_for_function(
         "document.querySelectorAll('#perf-graph .scatterlayer .trace').length >= 8"
     )
+    # Let a few range steps (6 s at 15 min) accumulate so the picture shows lines, not dots.
+    page.wait_for_function(
+        "(document.querySelector('#throughput-graph .js-plotly-plot')?.data?.[0]?.x?.length"
+        " ?? 0) >= 6",
+        timeout=60_000,
+    )
     if os.environ.get("MODELMETER_NO_SCREENSHOT") is None:
         SCREENSHOT.parent.mkdir(exist_ok=True)
         page.screenshot(path=str(SCREENSHOT), full_page=True)

@@ -19,6 +19,7 @@ import dashboard_support as ds
 from helpers import ManagedProcess, free_port, prom_query, require_binary, wait_until
 from modelmeter.dashboard.queries import (
     CALLS_PER_REFRESH,
+    DRIFT_TOP,
     MAX_POINTS,
     RANGES,
     PromCall,
@@ -136,6 +137,7 @@ def test_calls_per_refresh_stay_constant_with_models_and_features(
     )
     calls_small, view = _refresh(prom_url, Selection(None, None))
     assert view["model"] == "one" and len(view["drift"]) == 5
+    assert len(view["series"]["drift"]) == 6  # 5 features (top 6 of 5) and the output
     assert calls_small == CALLS_PER_REFRESH
 
     wide = ds.cancer_model(seed=2, n_features=25)
@@ -153,7 +155,8 @@ def test_calls_per_refresh_stay_constant_with_models_and_features(
     )
     calls_wide, view = _refresh(prom_url, Selection("wide-07", None))
     assert view["model"] == "wide-07" and len(view["catalog"]) == 21
-    assert len(view["drift"]) == 25 and len(view["series"]["drift"]) >= 25
+    assert len(view["drift"]) == 25
+    assert len(view["series"]["drift"]) == DRIFT_TOP + 1  # top features and the output
     assert calls_wide == calls_small == CALLS_PER_REFRESH
 
 
@@ -240,4 +243,5 @@ def test_the_same_queries_work_on_victoriametrics(
         assert set(raw.errors) <= {"alerts"}, raw.errors  # alerts need vmalert behind VM
         assert raw.calls == CALLS_PER_REFRESH
         assert view["model"] == "one" and len(view["drift"]) == 5
+        assert len(view["series"]["drift"]) == 6  # 5 features (top 6 of 5) and the output
         assert view["cards"][0]["realized"] is not None

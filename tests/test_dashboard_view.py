@@ -132,6 +132,7 @@ def test_basic_auth_protects_every_page() -> None:
     assert client.get("/", headers={"Authorization": "Basic b3BzOndyb25n"}).status_code == 401
     ok = client.get("/", headers={"Authorization": "Basic b3BzOnMzY3JldA=="})  # ops:s3cret
     assert ok.status_code == 200 and b"modelmeter" in ok.data
+    assert client.get("/healthz").status_code == 200  # for launchers: no data, no auth
     assert create_app("http://127.0.0.1:9").server.test_client().get("/").status_code == 200
 
 

@@ -117,15 +117,42 @@ def assert_same(a: Any, b: Any, rel: float = 0.0) -> None:
         assert a == b
 
 
-def test_incremental_equals_one_batch() -> None:
+@pytest.mark.parametrize("slow_path", [False, True])
+def test_incremental_equals_one_batch(slow_path: bool) -> None:
+    # 9,000 events: the one big batch is cut in chunks of 4,096 inside the engine.
     rng = np.random.default_rng(1)
-    batch = events(rng, 4000, 1000.0, 1050.0)
+    n = 9000
+    batch = events(rng, n, 1000.0, 1050.0)
+    if slow_path:  # object columns and wrong-type masks take the value-by-value path
+        x = batch.features["x"].astype(object)
+        x[::7] = "text"
+        wrong = {"y": rng.random(n) < 0.1, "city": rng.random(n) < 0.1}
+        batch = PredictionBatch(
+            batch.timestamps,
+            {**batch.features, "x": x},
+            batch.predictions,
+            batch.scores,
+            batch.latency_seconds,
+            batch.errors,
+            wrong_type=wrong,
+        )
     labels = labels_for(rng, batch, 3.0)
     one, many = monitor(), monitor()
     one.observe(batch)
     one.label(labels)
-    for rows in np.array_split(np.arange(4000), 97):
-        many.observe(slice_batch(batch, rows))
+    for rows in np.array_split(np.arange(n), 97):
+        part = slice_batch(batch, rows)
+        if slow_path:
+            part = PredictionBatch(
+                part.timestamps,
+                part.features,
+                part.predictions,
+                part.scores,
+                part.latency_seconds,
+                part.errors,
+                wrong_type={k: v[rows] for k, v in batch.wrong_type.items()},
+            )
+        many.observe(part)
     for rows in np.array_split(np.arange(len(labels)), 31):
         many.label(
             LabelBatch(
@@ -138,7 +165,10 @@ def test_incremental_equals_one_batch() -> None:
     a, b = one.snapshot(now=1055.0).to_dict(), many.snapshot(now=1055.0).to_dict()
     # Counts are exact; sums of floats (estimated counts, latency) differ by rounding only.
     assert_same(a, b, rel=1e-9)
-    assert a["window_predictions"] == 4000 and a["realized"]["accuracy"] is not None
+    assert a["window_predictions"] == n and a["realized"]["accuracy"] is not None
+    if slow_path:
+        assert a["quality_window"]["x"]["wrong_type"] == len(range(0, n, 7))
+        assert a["quality_window"]["city"]["wrong_type"] == int(batch.wrong_type["city"].sum())
 
 
 def test_old_events_expire_from_the_window_but_stay_in_the_totals() -> None:
@@ -319,6 +349,18 @@ def test_label_for_an_expired_prediction_counts_in_performance_not_coverage() ->
     assert snap.realized is not None and snap.realized.accuracy == 1.0
 
 
+@pytest.mark.parametrize("n", [3, 5000])
+def test_text_column_for_a_numeric_feature_is_wrong_type_not_a_crash(n: int) -> None:
+    m = monitor(min_samples=1)
+    rng = np.random.default_rng(12)
+    batch = events(rng, n, 10.0, 11.0)
+    features = {**batch.features, "y": np.array(["a"] * n)}  # numpy text, not numbers
+    m.observe(PredictionBatch(batch.timestamps, features, batch.predictions))
+    snap = m.snapshot(now=11.0)
+    assert snap.quality_window["y"]["wrong_type"] == n
+    assert snap.drift["y"].samples == 0 and snap.drift["x"].samples > 0
+
+
 def bad_batches() -> list[tuple[str, PredictionBatch]]:
     rng = np.random.default_rng(8)
     good = events(rng, 10, 0.0, 1.0)
@@ -353,6 +395,7 @@ def bad_batches() -> list[tuple[str, PredictionBatch]]:
         ("latency_seconds", with_(latency_seconds=-good.timestamps - 1)),
         ("errors", with_(errors=np.zeros(3, bool))),
         ("wrong_type", with_(wrong_type={"nope": np.zeros(10, bool)})),
+        ("wrong_type", with_(wrong_type={"x": np.array(["yes"] * 10)})),
         ("unknown_features", with_(unknown_features=-1)),
     ]
 

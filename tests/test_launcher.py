@@ -188,3 +188,30 @@ def test_missing_binary_says_what_to_install(tmp_path: Path) -> None:
     assert len(lines) == 1, result.stderr
     assert "prometheus not found on PATH" in lines[0]
     assert "apt-get install" in lines[0]
+
+
+def test_demo_sends_real_traffic_through_the_stack(tmp_path: Path) -> None:
+    require_binary("prometheus")
+    require_binary("prometheus-alertmanager", "alertmanager")
+    stack = Up(tmp_path, "--demo", "--demo-port", str(free_port()), dashboard=False)
+    stack.start()
+    try:
+        wait_until(
+            lambda: httpx.get(f"{stack.url('collector')}/v1/models", timeout=5).json()["models"],
+            timeout=60,
+            what="the demo to register its model",
+        )
+        wait_until(
+            lambda: prom_query(stack.url("prometheus"), "model_predictions_total > 0"),
+            timeout=90,
+            what="Prometheus to scrape the demo's predictions",
+        )
+        children = stack.descendants()
+        assert any("demo" in p.cmdline() for p in children)
+        assert stack.proc is not None
+        stack.proc.send_signal(signal.SIGTERM)
+        assert stack.proc.wait(timeout=60) == 0, stack.output()[-3000:]
+        assert_all_gone(children)
+        assert "[demo] " in stack.output()
+    finally:
+        stack.stop()

@@ -282,6 +282,8 @@ def test_bounded_queue_drops_and_counts(caplog: pytest.LogCaptureFixture) -> Non
     assert caplog.text.count("queue full") == 1  # rate-limited
     assert not client.close(timeout=0.2)
     assert client.stats["dropped"] == 1150 and client.stats["queued"] == 0
+    client.log_prediction({"x": 1.0}, 0)  # after close: counted, not kept
+    assert client.stats["dropped"] == 1151 and client.stats["queued"] == 0
 
 
 def test_block_timeout_bounds_the_wait() -> None:
@@ -352,7 +354,7 @@ def test_monitor_reports_every_row(server: Recorder) -> None:
 
 
 def test_monitor_records_errors_and_reraises(server: Recorder) -> None:
-    model, X = fitted_model()
+    model, _ = fitted_model()
     client = make_client(server.url)
     wrapped = monitor(model, client, feature_names=["a", "b", "c"])
     with pytest.raises(ValueError), warnings.catch_warnings():
@@ -371,3 +373,43 @@ def test_monitor_needs_predict() -> None:
     with pytest.raises(TypeError, match="predict"):
         monitor(object(), client)
     client.close(timeout=0)
+
+
+def test_flushes_at_exit(server: Recorder, tmp_path: Any) -> None:
+    import subprocess
+    import sys
+
+    script = (
+        "import modelmeter\n"
+        f"c = modelmeter.Client({server.url!r}, 'm', flush_interval=3600)\n"
+        "for i in range(7):\n"
+        "    c.log_prediction({'x': float(i)}, 0, id=f'exit-{i}')\n"
+        "c.log_label('exit-0', 1)\n"
+    )
+    done = subprocess.run([sys.executable, "-c", script], timeout=60, capture_output=True)
+    assert done.returncode == 0, done.stderr.decode()
+    assert [e["id"] for e in server.events()] == [f"exit-{i}" for i in range(7)]
+    assert server.events("labels")[0]["id"] == "exit-0"
+
+
+def test_a_forked_child_gets_its_own_sender(server: Recorder) -> None:
+    import os
+
+    client = make_client(server.url)
+    client.log_prediction({"x": 0.0}, 0, id="parent")
+    assert client.flush(timeout=10)
+    pid = os.fork()
+    if pid == 0:  # the child: report one prediction through the inherited client, then exit
+        code = 1
+        try:
+            client.log_prediction({"x": 1.0}, 0, id="child")
+            code = 0 if client.flush(timeout=10) else 2
+        finally:
+            os._exit(code)
+    _, status = os.waitpid(pid, 0)
+    assert os.waitstatus_to_exitcode(status) == 0
+    bodies = server.bodies()
+    assert [b["predictions"][0]["id"] for b in bodies] == ["parent", "child"]
+    assert bodies[0]["resources"]["replica"] != bodies[1]["resources"]["replica"]
+    assert client.stats["sent"] == 1  # the parent's counts are its own
+    client.close()

@@ -117,7 +117,10 @@ def test_collector_restart_nothing_lost_or_doubled(tmp_path: Path, demo_files: A
     try:
         assert client.flush(timeout=30)
         snap = snapshot(url)
-        assert snap["predictions_total"] == len(before) + len(during) == 800
+        assert snap["predictions_total"] == len(before) + len(during) == 800, (
+            "the collector lost acknowledged predictions across a restart; its log:\n"
+            + second.log()
+        )
         counts = ingest_counts(url)
         # counters restart with the process; what the second collector took is exactly the rest
         assert counts.get(("predictions", "duplicate"), 0) == 0

@@ -67,3 +67,31 @@ def test_restart_in_process_restores_state(tmp_path: Path) -> None:
         schema = client.get("/openapi.json").json()
         assert "/v1/models/{model}/predictions" in schema["paths"]
         assert client.get("/metrics").headers["content-type"].startswith("text/plain")
+
+
+def test_protected_metrics_accept_write_tokens_when_no_read_token(tmp_path: Path) -> None:
+    settings = Settings(data_dir=tmp_path, write_tokens=("w",), protect_metrics=True)
+    with TestClient(create_app(settings)) as client:
+        assert client.get("/metrics").status_code == 401
+        assert client.get("/metrics", headers={"authorization": "Bearer x"}).status_code == 403
+        assert client.get("/metrics", headers={"authorization": "Bearer w"}).status_code == 200
+        assert client.get("/v1/models").status_code == 200  # reads stay open without read tokens
+
+
+def test_ttl_expiry_forgets_waiting_predictions_and_their_ids(tmp_path: Path) -> None:
+    import time
+
+    ref = write_reference(tmp_path)
+    app = create_app(Settings(data_dir=tmp_path / "data", label_ttl_seconds=60.0))
+    batch = without_labels(events(0, 10, seed=5))
+    with TestClient(app) as client:
+        r = client.put("/v1/models/m", content=orjson.dumps(spec_dict(str(ref))),
+                       headers={"content-type": "application/json"})  # fmt: skip
+        assert r.status_code == 201
+        client.post("/v1/models/m/predictions", json={"predictions": batch})
+        client.post("/v1/models/m/labels", json={"labels": [{"id": "unknown", "label": 1}]})
+        assert client.get("/v1/models/m").json()["pending_labels"] == 10
+        assert app.state.hub.expire(time.time() + 61) == (10, 1)
+        assert client.get("/v1/models/m").json()["pending_labels"] == 0
+        again = client.post("/v1/models/m/predictions", json={"predictions": batch}).json()
+        assert again["accepted"] == 10  # past the TTL an id is new again

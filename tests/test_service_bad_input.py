@@ -296,3 +296,23 @@ def test_limits_and_tokens(tmp_path: Path) -> None:
             {"predictions": _good(0, 5)}), headers=w)  # fmt: skip
         assert ok.json()["accepted"] == 5
         c.close()
+
+
+def test_at_most_ten_versions_and_32_replicas_become_labels(server: Any) -> None:
+    """Runs last in this module: it adds (bounded) version and replica series on purpose."""
+    batch = _good(90_000, 12)
+    for i, event in enumerate(batch):
+        event["version"] = f"v{i}"
+    known = len(server.client.get(f"/v1/models/{MODEL}").json()["snapshots"])
+    body = server.client.post(PRED, content=orjson.dumps({"predictions": batch}), headers=JSON)
+    result = body.json()
+    assert result["accepted"] == 10 - known
+    assert [r["index"] for r in result["rejected"]] == list(range(10 - known, 12))
+    assert "already has 10 versions" in result["rejected"][0]["error"]
+    for r in range(40):
+        resources = {"replica": f"pod-{r}", "cpu_ratio": 0.5, "memory_bytes": 1e8}
+        doc = {"predictions": _good(95_000 + r, 1), "resources": resources}
+        assert server.client.post(PRED, content=orjson.dumps(doc), headers=JSON).status_code == 200
+    text = server.client.get("/metrics").text
+    assert sum(line.startswith("model_serving_cpu_ratio{") for line in text.splitlines()) == 32
+    assert len(server.client.get(f"/v1/models/{MODEL}").json()["snapshots"]) == 10

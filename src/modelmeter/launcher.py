@@ -20,6 +20,7 @@ and Alertmanager persist in ``DATA_DIR``.
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import importlib.util
 import os
 import shutil
@@ -399,10 +400,10 @@ def run(args: argparse.Namespace) -> int:
         return 2
     if plan.dashboard_port is not None and not _module_available("modelmeter.dashboard.cli"):
         _note("the dashboard (modelmeter.dashboard) is not installed; running without it")
-        plan = _replace(plan, dashboard_port=None)
+        plan = dataclasses.replace(plan, dashboard_port=None)
     if plan.demo and not _module_available("modelmeter.demo.cli"):
         _note("the demo (modelmeter.demo) is not installed; running without it")
-        plan = _replace(plan, demo=False)
+        plan = dataclasses.replace(plan, demo=False)
     plan.data_dir.mkdir(parents=True, exist_ok=True)
     run_dir = write_run_configs(plan, deploy)
     _note(f"configuration of this run in {run_dir}")
@@ -413,8 +414,8 @@ def run(args: argparse.Namespace) -> int:
     code = 0
     try:
         for child, ready_url in build_children(plan, run_dir):
+            started.append(child)  # first: a signal right after the start must stop it too
             child.start()
-            started.append(child)
             if ready_url is not None:
                 wait_ready(child, partial(http_ready, ready_url), READY_TIMEOUT, ready_url)
         _print_urls(plan)
@@ -451,12 +452,6 @@ def run(args: argparse.Namespace) -> int:
 
 def _main_thread() -> bool:
     return threading.current_thread() is threading.main_thread()
-
-
-def _replace(plan: Plan, **changes: Any) -> Plan:
-    import dataclasses
-
-    return dataclasses.replace(plan, **changes)
 
 
 def _print_urls(plan: Plan) -> None:

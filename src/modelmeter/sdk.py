@@ -35,9 +35,11 @@ import socket
 import threading
 import time
 import uuid
+import weakref
 from collections import deque
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
+from functools import partial
 from typing import Any
 
 import httpx
@@ -137,6 +139,7 @@ class _Block:
     error: str | None
     labels: Any
     version: str
+    argmax: bool = False  # prediction = the class of the highest probability (off-thread)
 
     def events(self) -> list[dict[str, Any]]:
         n = len(self.ids)
@@ -156,6 +159,8 @@ class _Block:
                 "prediction": None if self.predictions is None else _plain(self.predictions[i]),
                 "version": self.version,
             }
+            if self.argmax and self.classes is not None and self.probabilities is not None:
+                event["prediction"] = _plain(self.classes[int(np.argmax(self.probabilities[i]))])
             if self.probabilities is not None:
                 probs = self.probabilities[i]
                 if self.classes is not None:
@@ -210,6 +215,12 @@ def _single_event(item: _Single) -> dict[str, Any]:
     return event
 
 
+def _restart_after_fork(ref: weakref.ReferenceType[Client]) -> None:
+    client = ref()
+    if client is not None and not client._closed.is_set():
+        client._start()
+
+
 class Client:
     """Send prediction and label events to a modelmeter collector, in the background.
 
@@ -230,6 +241,9 @@ class Client:
     full, or undeliverable at exit), ``rejected`` (refused by the collector with a 4xx or
     per event), ``retried`` (requests repeated after a connection error, 429 or 5xx) and
     ``queued`` (waiting now).
+
+    At interpreter exit the client flushes for up to 2 s (``close`` for longer). In a forked
+    child (pre-forking servers) it starts over with an empty queue and its own sender.
 
     Examples
     --------
@@ -283,21 +297,30 @@ class Client:
         self._headers = {"Content-Type": "application/json"}
         if token:
             self._headers["Authorization"] = f"Bearer {token}"
+        self._counts = {"sent": 0, "dropped": 0, "rejected": 0, "retried": 0}
+        self._start()
+        atexit.register(self._atexit)
+        # a pre-forking server (gunicorn --preload) forks after the client exists: the child
+        # gets a fresh queue and its own sender thread
+        os.register_at_fork(after_in_child=partial(_restart_after_fork, weakref.ref(self)))
+
+    def _start(self) -> None:
+        """(Re)create the queue, the locks and the sender thread (also in a forked child)."""
         self._predictions: deque[_Single | _Block] = deque()
         self._labels: deque[tuple[str, Any, float]] = deque()
         self._n_predictions = 0  # events in self._predictions (a block counts its rows)
         self._lock = threading.Lock()
         self._space = threading.Condition(self._lock)  # callers waiting for room
         self._idle = threading.Condition(threading.Lock())  # flush() waiting for an empty queue
-        self._wake = threading.Event()
+        self._wake = threading.Event()  # data to send (a full batch) or a flush
+        self._retry_now = threading.Event()  # flush() or close(): stop waiting to retry
         self._closed = threading.Event()
         self._in_flight = 0  # events taken from the queue, not yet settled
-        self._counts = {"sent": 0, "dropped": 0, "rejected": 0, "retried": 0}
+        self._counts = dict.fromkeys(self._counts, 0)
         self._log = _RateLimitedLog()
         self._resources = _ResourceSampler()
         self._thread = threading.Thread(target=self._run, name="modelmeter-sdk", daemon=True)
         self._thread.start()
-        atexit.register(self._atexit)
 
     def __repr__(self) -> str:
         return f"Client(url={self.url!r}, model={self.model!r}, version={self.version!r})"
@@ -384,6 +407,38 @@ class Client:
         >>> c.close(timeout=0)
         False
         """
+        return self._log_rows(
+            features,
+            predictions,
+            probabilities=probabilities,
+            classes=classes,
+            scores=scores,
+            latency_seconds=latency_seconds,
+            error=error,
+            labels=labels,
+            ids=ids,
+            feature_names=feature_names,
+            timestamp=timestamp,
+            version=version,
+        )
+
+    def _log_rows(
+        self,
+        features: Any,
+        predictions: Sequence[Any] | np.ndarray | None,
+        *,
+        probabilities: Any = None,
+        classes: Sequence[Any] | None = None,
+        scores: Sequence[float] | np.ndarray | None = None,
+        latency_seconds: float | Sequence[float] | None = None,
+        error: str | None = None,
+        labels: Sequence[Any] | None = None,
+        ids: Sequence[str] | None = None,
+        feature_names: Sequence[str] | None = None,
+        timestamp: float | None = None,
+        version: str | None = None,
+        argmax: bool = False,
+    ) -> list[str]:
         try:
             names, rows = _feature_rows(features, feature_names)
             n = len(rows)
@@ -405,6 +460,7 @@ class Client:
                 error=error,
                 labels=labels,
                 version=self.version if version is None else version,
+                argmax=argmax,
             )
             if n:
                 self._enqueue(block, n)
@@ -454,7 +510,7 @@ class Client:
                     remaining = deadline - time.monotonic()
                     if remaining <= 0 or not self._space.wait(remaining):
                         break
-            dropped = self._n_predictions + n > self.max_queue
+            dropped = self._n_predictions + n > self.max_queue or self._closed.is_set()
             if dropped:
                 self._counts["dropped"] += n
             else:
@@ -492,11 +548,12 @@ class Client:
         Settled means acknowledged, or refused by the collector (4xx): nothing left to send.
         """
         deadline = time.monotonic() + timeout
+        self._wake.set()  # send now; a sender waiting to retry retries now, once
+        self._retry_now.set()
         with self._idle:
             while True:
                 if self._is_idle():
                     return True
-                self._wake.set()
                 remaining = deadline - time.monotonic()
                 if remaining <= 0 or not self._thread.is_alive():
                     return self._is_idle()
@@ -507,6 +564,7 @@ class Client:
         done = self.flush(timeout) if self._thread.is_alive() else self._is_idle()
         self._closed.set()
         self._wake.set()
+        self._retry_now.set()
         self._thread.join(timeout=max(timeout, 0.1) + self.timeout)
         with self._lock:
             left = self._n_predictions + len(self._labels)
@@ -520,7 +578,7 @@ class Client:
 
     def _atexit(self) -> None:
         if not self._closed.is_set():
-            self.close(timeout=5.0)
+            self.close(timeout=2.0)  # bounded: the interpreter must be able to exit
 
     def _is_idle(self) -> bool:
         with self._lock:
@@ -640,7 +698,7 @@ class Client:
             if self._closed.is_set():
                 self._settle(len(events), "dropped")
                 return
-            delay = min(self.max_backoff, 0.1 * 2**attempt) * random.uniform(0.5, 1.0)
+            delay = min(self.max_backoff, 0.1 * 2 ** min(attempt, 20)) * random.uniform(0.5, 1.0)
             self._log.warning(
                 "retry",
                 "modelmeter: %s; retrying %d %s in %.1f s",
@@ -650,9 +708,9 @@ class Client:
                 delay,
             )
             attempt += 1
-            # a flush() or close() wakes us early: retry now
-            if self._wake.wait(delay):
-                self._wake.clear()
+            # only flush() or close() cut the wait short (new events do not)
+            if self._retry_now.wait(delay):
+                self._retry_now.clear()
             self._count("retried", 1)
 
     def _encodable(self, events: list[dict[str, Any]]) -> list[dict[str, Any]]:
@@ -705,12 +763,20 @@ def _detail(response: httpx.Response) -> str:
     return str(detail if detail is not None else response.text[:300])
 
 
+_columns_cache: tuple[Any, list[str]] | None = None
+
+
 def _feature_rows(features: Any, feature_names: Sequence[str] | None) -> tuple[Any, Any]:
     """(names, rows) for a DataFrame, a 2-D array (with names) or a sequence of mappings."""
+    global _columns_cache
     columns = getattr(features, "columns", None)
     if columns is not None and hasattr(features, "to_numpy"):  # pandas DataFrame
-        names = [str(c) for c in columns] if feature_names is None else list(feature_names)
-        return names, features.to_numpy(copy=True)
+        if feature_names is not None:
+            return list(feature_names), features.to_numpy(copy=True)
+        cached = _columns_cache  # one-row frames sliced from one frame share their columns
+        if cached is None or cached[0] is not columns:
+            cached = _columns_cache = (columns, [str(c) for c in columns])
+        return cached[1], features.to_numpy(copy=True)
     if isinstance(features, np.ndarray):
         array = np.array(features if features.ndim == 2 else features.reshape(1, -1))
         if feature_names is not None:
@@ -740,6 +806,8 @@ class MonitoredEstimator:
         self.client = client
         self.feature_names = list(feature_names) if feature_names is not None else None
         self.last_ids: list[str] = []
+        self._classes_source: Any = None
+        self._classes_list: list[Any] | None = None
 
     def __repr__(self) -> str:
         return f"monitor({self.estimator!r}, {self.client!r})"
@@ -769,17 +837,22 @@ class MonitoredEstimator:
         names = getattr(self.estimator, "feature_names_in_", None)
         return [str(n) for n in names] if names is not None else None
 
+    def _classes(self) -> list[Any] | None:
+        classes = getattr(self.estimator, "classes_", None)
+        if classes is not self._classes_source:  # refitted (or first call)
+            self._classes_source = classes
+            self._classes_list = None if classes is None else list(classes)
+        return self._classes_list
+
     def _call(self, X: Any, proba: bool, return_ids: bool) -> Any:
         est = self.estimator
-        classes = getattr(est, "classes_", None)
+        classes = self._classes()
         start = time.perf_counter()
         try:
             if proba:
                 result = probabilities = est.predict_proba(X)
                 latency = time.perf_counter() - start
-                predictions = None
-                if classes is not None:
-                    predictions = np.asarray(classes)[np.argmax(probabilities, axis=1)]
+                predictions = None  # the argmax class, computed by the sender thread
             else:
                 result = predictions = est.predict(X)
                 latency = time.perf_counter() - start
@@ -795,13 +868,14 @@ class MonitoredEstimator:
                 feature_names=self._names(X),
             )
             raise
-        self.last_ids = self.client.log_predictions(
+        self.last_ids = self.client._log_rows(
             X,
             predictions,
             probabilities=probabilities,
-            classes=None if classes is None else list(classes),
+            classes=classes,
             latency_seconds=latency,
             feature_names=self._names(X),
+            argmax=proba and classes is not None,
         )
         return (result, self.last_ids) if return_ids else result
 

@@ -224,7 +224,7 @@ class Settings:
         """Rows ``(field, env var, default, help)`` for ``--help`` and the README table."""
         rows = []
         for f in dataclasses.fields(cls):
-            default = f.default
+            default: Any = f.default
             if isinstance(default, tuple):
                 default = ",".join(default)
             elif f.metadata["cast"] is parse_duration:

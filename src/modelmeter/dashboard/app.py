@@ -85,6 +85,8 @@ def _install_basic_auth(server: Any, user: str, password: str) -> None:
     expected = base64.b64encode(f"{user}:{password}".encode()).decode()
 
     def _check() -> Response | None:
+        if request.path == "/healthz":
+            return None  # liveness for launchers and load balancers; shows no data
         header = request.headers.get("Authorization", "")
         if header.startswith("Basic ") and hmac.compare_digest(header[6:].strip(), expected):
             return None
@@ -127,6 +129,7 @@ def create_app(
     client = PromClient(prom_url, timeout=timeout, auth=prom_auth)
     fetcher = Fetcher(client, max_age=refresh_seconds / 2)
     app.server.config["modelmeter_fetcher"] = fetcher
+    app.server.add_url_rule("/healthz", "healthz", lambda: Response("ok\n", 200))
     if basic_auth is not None:
         _install_basic_auth(app.server, *basic_auth)
 

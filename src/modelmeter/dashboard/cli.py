@@ -42,17 +42,19 @@ class DashboardSettings:
 
 def configure(parser: argparse.ArgumentParser) -> None:
     """Add the dashboard's flags (unset flags fall back to the environment, then defaults)."""
-    parser.add_argument(
-        "--prom-url", help="Prometheus query URL [env PROM_URL, default http://localhost:9090]"
+    flags = (
+        ("--prom-url", str, "Prometheus query URL [env PROM_URL, default http://localhost:9090]"),
+        (
+            "--host",
+            str,
+            "interface to listen on [env MODELMETER_DASHBOARD_HOST, default 127.0.0.1]",
+        ),
+        ("--port", int, "TCP port [env PORT, default 8050]"),
+        ("--refresh", str, "refresh interval [env MODELMETER_DASHBOARD_REFRESH, default 2s]"),
+        ("--timeout", str, "timeout of one Prometheus call [default 1.5s]"),
     )
-    parser.add_argument(
-        "--host", help="interface to listen on [env MODELMETER_DASHBOARD_HOST, default 127.0.0.1]"
-    )
-    parser.add_argument("--port", type=int, help="TCP port [env PORT, default 8050]")
-    parser.add_argument(
-        "--refresh", help="refresh interval, e.g. 2s [env MODELMETER_DASHBOARD_REFRESH, default 2s]"
-    )
-    parser.add_argument("--timeout", help="timeout of one Prometheus call [default 1.5s]")
+    for flag, cast, text in flags:
+        parser.add_argument(flag, type=cast, default=argparse.SUPPRESS, help=text)
 
 
 def _env_float_duration(environ: Mapping[str, str], name: str, default: float) -> float:
@@ -69,16 +71,17 @@ def settings_from(
 ) -> DashboardSettings:
     """Flags win over environment variables, which win over defaults."""
     env = os.environ if environ is None else environ
+    flag = vars(args)
     port_text = env.get("PORT", "8050")
     try:
-        port = int(args.port if args.port is not None else port_text)
+        port = int(flag.get("port", port_text))
     except ValueError:
         raise ValueError(f"environment variable PORT={port_text!r} is not a TCP port") from None
     if not 0 <= port <= 65535:
         raise ValueError(f"port {port} is not a TCP port (0-65535)")
     refresh = (
-        parse_duration(args.refresh)
-        if args.refresh
+        parse_duration(flag["refresh"])
+        if "refresh" in flag
         else _env_float_duration(env, "MODELMETER_DASHBOARD_REFRESH", 2.0)
     )
     if refresh <= 0:
@@ -89,11 +92,11 @@ def settings_from(
             "set both MODELMETER_DASHBOARD_USER and MODELMETER_DASHBOARD_PASSWORD, or neither"
         )
     return DashboardSettings(
-        prom_url=args.prom_url or env.get("PROM_URL", "http://localhost:9090"),
-        host=args.host or env.get("MODELMETER_DASHBOARD_HOST", "127.0.0.1"),
+        prom_url=flag.get("prom_url") or env.get("PROM_URL", "http://localhost:9090"),
+        host=flag.get("host") or env.get("MODELMETER_DASHBOARD_HOST", "127.0.0.1"),
         port=port,
         refresh_seconds=refresh,
-        timeout_seconds=parse_duration(args.timeout) if args.timeout else 1.5,
+        timeout_seconds=parse_duration(flag["timeout"]) if "timeout" in flag else 1.5,
         user=user or None,
         password=password or None,
     )

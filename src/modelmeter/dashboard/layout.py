@@ -116,7 +116,7 @@ def build_layout(refresh_seconds: float) -> html.Div:
                 "Drift per feature (PSI)", html.Div(id=IDS["drift_table"]), panel_id="panel-drift"
             ),
             _panel(
-                "Drift history (most drifted features)",
+                "Drift history (most drifted features in the range)",
                 _graph("drift-graph"),
                 panel_id="panel-drift-history",
             ),

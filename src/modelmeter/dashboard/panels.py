@@ -18,6 +18,7 @@ from dash import html
 
 from modelmeter.dashboard import format as fmt
 from modelmeter.dashboard.figures import COLORS, PALETTE, line_figure
+from modelmeter.dashboard.queries import DRIFT_TOP
 from modelmeter.dashboard.view import METRICS, QUALITY_ISSUES, iso
 
 __all__ = ["NO_MODEL", "render_view"]
@@ -27,7 +28,6 @@ NO_MODEL = (
     "(register a spec with PUT /v1/models/{model}, then send predictions; "
     "Prometheus must scrape the collector's /metrics)."
 )
-DRIFT_TOP = 6
 
 
 def _level(

@@ -12,7 +12,7 @@ Only the standard HTTP API is used (``/api/v1/query``, ``/api/v1/query_range``,
 >>> [call.key for call in build_plan(sel, now=1_700_000_000.0)]
 ['instant', 'derived', 'perf', 'ops', 'drift', 'resources']
 >>> build_plan(sel, now=1_700_000_000.0)[2].params["step"]
-'20'
+'24'
 """
 
 from __future__ import annotations
@@ -25,6 +25,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import httpx
+import orjson
 
 __all__ = [
     "CALLS_PER_REFRESH",
@@ -43,7 +44,7 @@ __all__ = [
 RANGES: dict[str, int] = {"15m": 900, "1h": 3600, "6h": 21600, "24h": 86400}
 """Selectable time ranges (label -> seconds)."""
 
-MAX_POINTS = 180
+MAX_POINTS = 150
 """Most points per series in a range query (the step grows with the range)."""
 
 CALLS_PER_REFRESH = 8
@@ -58,8 +59,9 @@ PERF_METRICS = (
     "model_estimated_precision",
     "model_estimated_recall",
     "model_estimated_f1_score",
-    "model_label_coverage_ratio",
 )
+DRIFT_TOP = 6
+"""Drift history is fetched for the features with the highest PSI in the range (and output)."""
 
 
 class PromUnavailable(Exception):
@@ -156,6 +158,14 @@ def _ops_parts(s: str, window: str) -> dict[str, str]:
     }
 
 
+def _drift_query(s: str, sel: Selection) -> str:
+    """PSI history of the :data:`DRIFT_TOP` features with the highest PSI in the range, and of
+    the output: a bounded number of series whatever the number of features."""
+    psi = f'model_feature_drift{{{s}, statistic="psi"}}'
+    top = f"topk({DRIFT_TOP}, max_over_time({psi}[{sel.range_seconds}s] @ end()))"
+    return f'({psi} and on (feature) {top}) or model_prediction_drift{{{s}, statistic="psi"}}'
+
+
 def build_catalog_plan(sel: Selection, now: float) -> list[PromCall]:
     """Phase one: the models seen in the range (from ``model_info``) and the alerts."""
     catalog = f"max by (model, version, task) (last_over_time(model_info[{sel.range_seconds}s]))"
@@ -198,15 +208,7 @@ def build_plan(sel: Selection, now: float) -> list[PromCall]:
         PromCall("derived", "/api/v1/query", {"query": union(derived), **instant_time}),
         PromCall("perf", "/api/v1/query_range", {"query": f'{{__name__=~"{names}", {s}}}', **span}),
         PromCall("ops", "/api/v1/query_range", {"query": union(_ops_parts(s, window)), **span}),
-        PromCall(
-            "drift",
-            "/api/v1/query_range",
-            {
-                "query": f'model_feature_drift{{{s}, statistic="psi"}} or '
-                f'model_prediction_drift{{{s}, statistic="psi"}}',
-                **span,
-            },
-        ),
+        PromCall("drift", "/api/v1/query_range", {"query": _drift_query(s, sel), **span}),
         PromCall("resources", "/api/v1/query_range", {"query": union(resources), **span}),
     ]
 
@@ -271,8 +273,8 @@ class PromClient:
                 f"{self.url}{call.path}: HTTP {response.status_code} {response.text[:200]}"
             )
         try:
-            body = response.json()
-        except ValueError:
+            body = orjson.loads(response.content)
+        except orjson.JSONDecodeError:
             raise PromError(
                 f"{self.url}{call.path}: HTTP {response.status_code}, not a Prometheus API answer"
             ) from None

@@ -53,12 +53,12 @@ def _vector(data: Any) -> list[tuple[dict[str, str], float | None]]:
     return [(r["metric"], _num(r["value"][1])) for r in data.get("result", [])]
 
 
-def _matrix(data: Any) -> list[tuple[dict[str, str], list[str], list[float | None]]]:
+def _matrix(data: Any) -> list[tuple[dict[str, str], list[int], list[float | None]]]:
     if not data:
         return []
     out = []
     for r in data.get("result", []):
-        times = [iso(float(t)) for t, _ in r["values"]]
+        times = [int(1000 * t) for t, _ in r["values"]]  # Plotly date axis: epoch ms
         values = [_num(v) for _, v in r["values"]]
         out.append((r["metric"], times, values))
     return out
@@ -173,7 +173,7 @@ def _alerts(data: Any, model: str | None) -> tuple[list[dict[str, Any]], int]:
 
 
 def _series(
-    rows: Iterable[tuple[dict[str, str], list[str], list[float | None]]],
+    rows: Iterable[tuple[dict[str, str], list[int], list[float | None]]],
     key: str,
 ) -> dict[str, dict[str, list[Any]]]:
     out: dict[str, dict[str, list[Any]]] = {}

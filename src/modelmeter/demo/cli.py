@@ -40,10 +40,15 @@ def configure(parser: argparse.ArgumentParser) -> None:
         default=Path(env("MODELMETER_DATA_DIR", "./modelmeter-data")),
         help="where the demo keeps its spec.yaml and reference.csv (in demo-<dataset>/)",
     )
-    parser.add_argument("--dataset", choices=["rainfall", "sea"], default="rainfall")
-    parser.add_argument("--model", default=None, help="model name (default: the dataset name)")
-    parser.add_argument("--model-host", default="127.0.0.1")
-    parser.add_argument("--model-port", type=int, default=8001)
+    parser.add_argument(
+        "--dataset",
+        choices=["rainfall", "sea"],
+        default="rainfall",
+        help="rainfall: NOAA daily weather (real); sea: River's SEA stream with a concept drift",
+    )
+    parser.add_argument("--model", default=None, help="model name; None: the dataset's name")
+    parser.add_argument("--model-host", default="127.0.0.1", help="model service address")
+    parser.add_argument("--model-port", type=int, default=8001, help="model service port")
     parser.add_argument("--speed", type=float, default=20.0, help="rows (days) per second")
     parser.add_argument(
         "--label-delay", type=float, default=10.0, help="seconds until a true label arrives"
@@ -55,7 +60,13 @@ def configure(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--end-row", type=int, default=None, help="replay stops before this row")
     parser.add_argument("--window", default="2m", help="spec window length (first run only)")
     parser.add_argument("--bucket", default="5s", help="spec bucket length (first run only)")
-    parser.add_argument("--min-samples", type=int, default=50, help="spec minimum sample size")
+    parser.add_argument(
+        "--min-samples",
+        type=int,
+        default=400,
+        help="spec minimum sample size; above 365 rows (days), so that one season alone "
+        "never looks like drift",
+    )
     parser.add_argument(
         "--wait", type=float, default=30.0, help="seconds to wait for the collector to answer"
     )

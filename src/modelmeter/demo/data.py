@@ -79,7 +79,7 @@ def load_sea(rows: int = 20_000, drift_at: int = 10_000) -> DemoData:
         stream=synth.SEA(variant=0, noise=0.05, seed=1),
         drift_stream=synth.SEA(variant=3, noise=0.05, seed=2),
         position=drift_at,
-        width=max(1, drift_at // 200),
+        width=max(100, drift_at // 100),  # narrower overflows math.exp in River
         seed=3,
     )
     xs, ys = [], []

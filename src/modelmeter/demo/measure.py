@@ -8,7 +8,7 @@ that chunk. ``modelmeter demo --measure`` prints this table.
 >>> from modelmeter.demo.model import train
 >>> data = load("rainfall")
 >>> table = drift_table(data, train(data), chunk=1000)
->>> table.loc[12000, "dew_point"] > 0.3 > table.loc[11000, "dew_point"]
+>>> bool(table.loc[12000, "dew_point"] > 0.3 > table.loc[11000, "dew_point"])
 True
 """
 

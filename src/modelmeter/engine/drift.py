@@ -47,7 +47,7 @@ from itertools import repeat
 
 import numpy as np
 import numpy.typing as npt
-from scipy import stats
+from scipy import special
 
 __all__ = [
     "PSI_EPSILON",
@@ -124,7 +124,7 @@ def chi2_pvalue(reference: FloatArray, current: FloatArray) -> float:
         return NAN
     expected = rows * table.sum(axis=0, keepdims=True) / total
     statistic = float(np.sum((table - expected) ** 2 / expected))
-    return float(stats.chi2.sf(statistic, table.shape[1] - 1))
+    return float(special.chdtrc(table.shape[1] - 1, statistic))  # = stats.chi2.sf, faster
 
 
 def benjamini_hochberg(pvalues: Sequence[float], fdr: float) -> list[bool]:

@@ -282,7 +282,8 @@ class ModelMonitor:
         for name, mask in batch.wrong_type.items():
             if name not in self._feature_names:
                 raise ValueError(f"wrong_type names {name!r}, which is not a configured feature")
-            if np.shape(mask) != (n,):
+            kind = getattr(getattr(mask, "dtype", None), "kind", None)
+            if np.shape(mask) != (n,) or kind not in ("b", "i", "u"):
                 raise ValueError(f"wrong_type[{name!r}]: expected a bool mask of shape ({n},)")
         predicted: IntArray | FloatArray
         if self.config.is_classification:
@@ -344,17 +345,23 @@ class ModelMonitor:
         numeric, categorical = self._numeric, self._categorical
         if numeric.m:
             raw = [batch.features[spec.name] for spec in numeric.specs]
-            joined = None if batch.wrong_type else np.concatenate(raw)
-            if joined is not None and joined.dtype.kind in "fiub":
+            if n <= CHUNK:
+                try:
+                    joined = None if batch.wrong_type else np.concatenate(raw)
+                except (TypeError, ValueError):  # e.g. a text column among float ones
+                    joined = None
+                simple = joined is not None and joined.dtype.kind in "fiub"
+            else:
+                joined = None
+                simple = not batch.wrong_type and all(c.dtype.kind in "fiub" for c in raw)
+            if simple:
                 # Common case: numeric columns and no type problems.
-                joined = joined.astype(np.float64, copy=False)
                 for start in range(0, n, CHUNK):
                     stop = min(start + CHUNK, n)
-                    if n <= CHUNK:
-                        values = joined.reshape(numeric.m, n)
-                    else:
-                        values = np.concatenate([c[start:stop] for c in raw]).reshape(numeric.m, -1)
-                        values = values.astype(np.float64, copy=False)
+                    if joined is None:
+                        joined = np.concatenate([c[start:stop] for c in raw])
+                    values = joined.astype(np.float64, copy=False).reshape(numeric.m, stop - start)
+                    joined = None
                     quality = numeric.count(self._ring, values, None, slots[start:stop])
                     self._totals["numeric_quality"] += quality.reshape(numeric.m, N_CODES)
             else:

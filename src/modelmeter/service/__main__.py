@@ -7,6 +7,12 @@ import sys
 
 from modelmeter.service.cli import configure, run
 
-parser = argparse.ArgumentParser(prog="python -m modelmeter.service")
-configure(parser)
-sys.exit(run(parser.parse_args()))
+
+def main() -> int:
+    parser = argparse.ArgumentParser(prog="python -m modelmeter.service")
+    configure(parser)
+    return run(parser.parse_args())
+
+
+if __name__ == "__main__":
+    sys.exit(main())

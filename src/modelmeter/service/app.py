@@ -63,6 +63,12 @@ def create_app(settings: Settings) -> FastAPI:
         app.state.registry = build_registry(lambda: hub.state(time.time()))
         await anyio.to_thread.run_sync(hub.load)
         log.info("collector ready: %d models restored from %s", len(hub.models), store.path)
+        if settings.host not in ("127.0.0.1", "localhost", "::1") and not settings.write_tokens:
+            log.warning(
+                "listening on %s without MODELMETER_WRITE_TOKENS: anyone who can reach the "
+                "port can register models and send events",
+                settings.host,
+            )
         task = asyncio.create_task(_housekeeping(hub, settings))
         try:
             yield

@@ -202,7 +202,8 @@ class Hub:
                 monitor.observe(observe_batch(payload, entry.schema), now=payload.get("now"))
             else:
                 monitor.label(label_batch(payload, entry.schema), now=payload.get("now"))
-        except ValueError:  # a validation gap: same effect live and on replay, so log it
+        except Exception:  # a validation gap or engine bug: same effect live and on replay
+            # (never a crash loop at restore), so log it loudly and go on
             log.exception("engine refused a %s batch of %s/%s", kind, entry.name, version)
 
     # --- registration -----------------------------------------------------------------------

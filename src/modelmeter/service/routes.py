@@ -57,12 +57,19 @@ def _settings(request: Request) -> Settings:
     return settings
 
 
-def _authorize(request: Request, scope: str) -> None:
+def _authorize(request: Request, scope: str, always: bool = False) -> None:
+    """Raise 401/403 unless the request's bearer token grants ``scope``.
+
+    Reads are open while no read token is configured, unless ``always`` (``/metrics`` with
+    MODELMETER_PROTECT_METRICS), which then accepts the read and the write tokens.
+    """
     settings = _settings(request)
     if scope == "write":
         allowed: tuple[str, ...] = settings.write_tokens
+    elif settings.read_tokens or always:
+        allowed = settings.read_tokens + settings.write_tokens
     else:
-        allowed = settings.read_tokens + settings.write_tokens if settings.read_tokens else ()
+        allowed = ()
     error = check_token(request.headers.get("authorization"), allowed, scope)
     if error is not None:
         raise error
@@ -263,7 +270,7 @@ async def get_model(model: str, request: Request) -> Response:
 )
 async def metrics(request: Request) -> Response:
     if _settings(request).protect_metrics:
-        _authorize(request, "read")
+        _authorize(request, "read", always=True)
     payload = await anyio.to_thread.run_sync(render, request.app.state.registry)
     return Response(payload, media_type=CONTENT_TYPE_LATEST)
 
