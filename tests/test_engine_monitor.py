@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import math
 from typing import Any
@@ -229,6 +230,23 @@ def test_checkpoint_round_trip_gives_an_identical_snapshot() -> None:
     for target in (m, restored):
         target.observe(more)
     assert repr(restored.snapshot(now=131.0)) == repr(m.snapshot(now=131.0))
+
+
+@pytest.mark.parametrize("kind", ["numeric", "categorical"])
+def test_checkpoint_round_trip_with_only_one_kind_of_feature(kind: str) -> None:
+    # Zero-length axes (no categorical or no numeric feature) must survive JSON, which drops them.
+    features = tuple(f for f in FEATURES if f.kind == kind)
+    ref = reference()
+    ref_kept = ReferenceData(
+        {f.name: ref.features[f.name] for f in features}, ref.predictions, ref.labels, ref.scores
+    )
+    m = ModelMonitor(config(features=features), ref_kept)
+    full = events(np.random.default_rng(5), 500, 0.0, 50.0)
+    batch = dataclasses.replace(full, features={f.name: full.features[f.name] for f in features})
+    m.observe(batch)
+    data = json.loads(json.dumps(m.to_checkpoint(), allow_nan=False))
+    restored = ModelMonitor.from_checkpoint(config(features=features), ref_kept, data)
+    assert repr(restored.snapshot(now=60.0)) == repr(m.snapshot(now=60.0))
 
 
 def test_checkpoint_from_another_configuration_is_refused() -> None:

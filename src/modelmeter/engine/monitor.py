@@ -666,6 +666,8 @@ class ModelMonitor:
             raise ValueError("checkpoint totals do not match the configuration")
         for name, values in totals.items():
             array = np.asarray(values, dtype=np.float64)
+            if array.size == 0 == monitor._totals[name].size:  # JSON drops zero-length axes
+                array = array.reshape(monitor._totals[name].shape)
             if array.shape != monitor._totals[name].shape:
                 raise ValueError(f"checkpoint total {name!r} has shape {array.shape}")
             monitor._totals[name] = array
