@@ -23,6 +23,7 @@ import argparse
 import dataclasses
 import importlib.util
 import os
+import re
 import shutil
 import signal
 import sys
@@ -111,6 +112,13 @@ def configure(parser: argparse.ArgumentParser) -> None:
         help="where the collector, Prometheus and Alertmanager keep their data",
     )
     parser.add_argument(
+        "--max-alert-for",
+        default=None,
+        metavar="DURATION",
+        help="shorten every alert rule's `for:` to at most this (e.g. 1m) in this run's copy of "
+        "the rules; --demo sets 1m, because its replay compresses years into minutes",
+    )
+    parser.add_argument(
         "--webhook-url",
         default=None,
         help="where Alertmanager posts alerts (default: the URL in deploy/alertmanager/"
@@ -132,6 +140,7 @@ class Plan:
     demo_port: int
     data_dir: Path
     webhook_url: str | None
+    max_alert_for: str | None
     prometheus_bin: str
     alertmanager_bin: str
 
@@ -211,9 +220,46 @@ def plan_from(args: argparse.Namespace) -> Plan:
         demo_port=args.demo_port,
         data_dir=Path(args.data_dir).resolve(),
         webhook_url=args.webhook_url,
+        max_alert_for=_duration_arg(args.max_alert_for or ("1m" if args.demo else None)),
         prometheus_bin=prometheus_bin,
         alertmanager_bin=alertmanager_bin,
     )
+
+
+_DURATION = re.compile(r"^(?:\d+(?:ms|s|m|h|d|w|y))+$")
+_FOR_LINE = re.compile(r"(?m)^(\s*for:\s*)(\S+)")
+_UNIT_SECONDS = {"ms": 0.001, "s": 1, "m": 60, "h": 3600, "d": 86400, "w": 604800, "y": 31536000}
+
+
+def _seconds(duration: str) -> float:
+    return sum(
+        float(n) * _UNIT_SECONDS[u] for n, u in re.findall(r"(\d+)(ms|s|m|h|d|w|y)", duration)
+    )
+
+
+def _duration_arg(value: str | None) -> str | None:
+    if value is not None and not _DURATION.match(value):
+        raise StackError(f"--max-alert-for {value!r} is not a Prometheus duration like 30s or 1m")
+    return value
+
+
+def cap_alert_for(rules_text: str, cap: str) -> str:
+    r"""Shorten every ``for:`` in a rule file to at most ``cap``, keeping comments and layout.
+
+    >>> print(cap_alert_for("- alert: A\n  for: 15m\n- alert: B\n  for: 30s\n", "1m"))
+    - alert: A
+      for: 1m
+    - alert: B
+      for: 30s
+    <BLANKLINE>
+    """
+    limit = _seconds(cap)
+
+    def shorten(match: re.Match[str]) -> str:
+        keep = _seconds(match.group(2)) <= limit
+        return match.group(1) + (match.group(2) if keep else cap)
+
+    return _FOR_LINE.sub(shorten, rules_text)
 
 
 def render_prometheus(
@@ -263,7 +309,10 @@ def write_run_configs(plan: Plan, deploy: Path) -> Path:
         shutil.rmtree(run_dir)
     (run_dir / "rules").mkdir(parents=True)
     for rule_file in sorted((deploy / "prometheus" / "rules").glob("*.yml")):
-        shutil.copy(rule_file, run_dir / "rules" / rule_file.name)
+        text = rule_file.read_text()
+        if plan.max_alert_for:
+            text = cap_alert_for(text, plan.max_alert_for)
+        (run_dir / "rules" / rule_file.name).write_text(text)
     (run_dir / "prometheus.yml").write_text(
         render_prometheus(
             (deploy / "prometheus" / "prometheus.yml").read_text(),
@@ -350,7 +399,7 @@ def build_children(plan: Plan, run_dir: Path) -> list[tuple[Child, str | None]]:
                     ],
                     env={"PROM_URL": plan.prometheus_url, "PORT": str(plan.dashboard_port)},
                 ),
-                f"{plan.dashboard_url}/",
+                f"{plan.dashboard_url}/healthz",
             )
         )
     if plan.demo:
@@ -407,6 +456,8 @@ def run(args: argparse.Namespace) -> int:
     plan.data_dir.mkdir(parents=True, exist_ok=True)
     run_dir = write_run_configs(plan, deploy)
     _note(f"configuration of this run in {run_dir}")
+    if plan.max_alert_for:
+        _note(f"alert rules wait at most {plan.max_alert_for} (for:) before firing in this run")
 
     started: list[Child] = []
     on_main = _main_thread()

@@ -192,7 +192,7 @@ class BucketRing:
         for name, values in arrays.items():
             array = np.asarray(values, dtype=np.float64)
             if array.size == 0 == ring._data[name].size:
-                # JSON lists cannot carry a zero-length axis: (n, 0, 2).tolist() reads back as (n, 0).
+                # JSON cannot carry a zero-length axis: (n, 0, 2).tolist() reads back as (n, 0).
                 array = array.reshape(ring._data[name].shape)
             if array.shape != ring._data[name].shape:
                 raise ValueError(
