@@ -316,3 +316,21 @@ def test_at_most_ten_versions_and_32_replicas_become_labels(server: Any) -> None
     text = server.client.get("/metrics").text
     assert sum(line.startswith("model_serving_cpu_ratio{") for line in text.splitlines()) == 32
     assert len(server.client.get(f"/v1/models/{MODEL}").json()["snapshots"]) == 10
+
+
+def test_reference_path_outside_the_reference_dir_is_refused(tmp_path: Path) -> None:
+    allowed = tmp_path / "references"
+    allowed.mkdir()
+    inside = write_reference(allowed)
+    outside = write_reference(tmp_path)
+    with collector(tmp_path, env={"MODELMETER_REFERENCE_DIR": str(allowed)}) as proc:
+        c = httpx.Client(base_url=proc.url, timeout=10.0)
+        for path in (str(outside), "../" + outside.name, "/etc/passwd"):
+            response = c.put("/v1/models/m1", content=orjson.dumps(spec_dict(path)), headers=JSON)
+            assert response.status_code == 422, path
+            assert "MODELMETER_REFERENCE_DIR" in response.json()["detail"], path
+        assert c.get("/v1/models").json()["models"] == []
+        relative = orjson.dumps(spec_dict(inside.name))
+        assert c.put("/v1/models/m1", content=relative, headers=JSON).status_code == 201
+        absolute = orjson.dumps(spec_dict(str(inside)))
+        assert c.put("/v1/models/m2", content=absolute, headers=JSON).status_code in (200, 201)

@@ -131,6 +131,14 @@ class Settings:
     data_dir: Path = _setting(  # noqa: RUF009 - Path is immutable
         "MODELMETER_DATA_DIR", Path, _DEFAULT_DATA_DIR, "directory of the SQLite store"
     )
+    reference_dir: Path | None = _setting(  # noqa: RUF009 - Path is immutable
+        "MODELMETER_REFERENCE_DIR",
+        Path,
+        None,
+        "a registered spec's reference.path must lie in this directory, and a relative one is "
+        "read from it (unset: any file the collector can read, relative to its working "
+        "directory); uploaded reference files are not affected",
+    )
     write_tokens: tuple[str, ...] = _setting(
         "MODELMETER_WRITE_TOKENS",
         parse_tokens,
@@ -225,7 +233,9 @@ class Settings:
         rows = []
         for f in dataclasses.fields(cls):
             default: Any = f.default
-            if isinstance(default, tuple):
+            if default is None:
+                default = "unset"
+            elif isinstance(default, tuple):
                 default = ",".join(default)
             elif f.metadata["cast"] is parse_duration:
                 default = format_duration(float(default))

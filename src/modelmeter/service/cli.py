@@ -28,6 +28,7 @@ _FLAG_CASTS: dict[str, Callable[[str], Any]] = {
     "data_dir": Path,
     "write_tokens": parse_tokens,
     "read_tokens": parse_tokens,
+    "reference_dir": Path,
     "label_ttl_seconds": parse_duration,
     "max_body_bytes": parse_size,
     "max_events": int,
@@ -57,7 +58,7 @@ def configure(parser: argparse.ArgumentParser) -> None:
                 flag,
                 dest=name,
                 action=argparse.BooleanOptionalAction,
-                default=None,
+                default=argparse.SUPPRESS,
                 help=f"{help_text} [env {env}; default {default}]",
             )
             continue
@@ -66,7 +67,7 @@ def configure(parser: argparse.ArgumentParser) -> None:
             flag,
             dest=name,
             type=_FLAG_CASTS[name],
-            default=None,
+            default=argparse.SUPPRESS,
             metavar=env.removeprefix("MODELMETER_"),
             help=f"{help_text} [env {env}; default {shown}]",
         )

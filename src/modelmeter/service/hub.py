@@ -101,8 +101,8 @@ class ModelEntry:
         return found
 
 
-def _reference_bytes(spec: ModelSpec) -> tuple[bytes, str]:
-    """Read ``reference.path`` (absolute, or relative to the collector's working directory)."""
+def _reference_bytes(spec: ModelSpec, reference_dir: Path | None) -> tuple[bytes, str]:
+    """Read ``reference.path``: inside ``reference_dir`` if that is set, else any readable file."""
     if spec.reference.path is None:
         raise SpecError(
             [
@@ -114,7 +114,20 @@ def _reference_bytes(spec: ModelSpec) -> tuple[bytes, str]:
             ]
         )
     path = Path(spec.reference.path)
-    if spec.base_dir is not None and not path.is_absolute():
+    if reference_dir is not None:
+        path = (reference_dir / path).resolve()
+        if not path.is_relative_to(reference_dir.resolve()):
+            raise SpecError(
+                [
+                    (
+                        "reference.path",
+                        f"{spec.reference.path!r} is outside the collector's reference directory "
+                        "(MODELMETER_REFERENCE_DIR); put the file there or upload it "
+                        "(multipart field 'reference')",
+                    )
+                ]
+            )
+    elif spec.base_dir is not None and not path.is_absolute():
         path = spec.base_dir / path
     try:
         return path.read_bytes(), path.name
@@ -216,7 +229,7 @@ class Hub:
         Prometheus treats as a counter reset); predictions waiting for labels are kept.
         """
         if reference is None:
-            reference, reference_name = _reference_bytes(spec)
+            reference, reference_name = _reference_bytes(spec, self.settings.reference_dir)
         ref_data = load_reference(spec, data=reference)
         config = spec.monitor_config()
         try:
