@@ -133,20 +133,7 @@ def _check_name(model: str) -> None:
     summary="Ingest a batch of prediction events",
 )
 async def post_predictions(model: str, request: Request) -> Response:
-    _authorize(request, "write")
-    _check_name(model)
-    _require_json(request)
-    hub = _hub(request)
-    hub.entry(model)
-    body = await read_body(request, _settings(request).max_body_bytes)
-
-    def work() -> dict[str, Any]:
-        t0 = time.perf_counter()
-        doc = parse_json(body)
-        hub.timings["parse"] += time.perf_counter() - t0
-        return hub.ingest_predictions(model, doc, time.time())
-
-    return _json(await anyio.to_thread.run_sync(work))
+    return await _ingest(model, request, "predictions")
 
 
 @router.post(
@@ -157,15 +144,24 @@ async def post_predictions(model: str, request: Request) -> Response:
     summary="Ingest labels of earlier predictions, by prediction id",
 )
 async def post_labels(model: str, request: Request) -> Response:
+    return await _ingest(model, request, "labels")
+
+
+async def _ingest(model: str, request: Request, kind: str) -> Response:
+    """Authorize, check, read the body, then parse and commit it off the event loop."""
     _authorize(request, "write")
     _check_name(model)
     _require_json(request)
     hub = _hub(request)
     hub.entry(model)
     body = await read_body(request, _settings(request).max_body_bytes)
+    ingest = hub.ingest_predictions if kind == "predictions" else hub.ingest_labels
 
     def work() -> dict[str, Any]:
-        return hub.ingest_labels(model, parse_json(body), time.time())
+        t0 = time.perf_counter()
+        doc = parse_json(body)
+        hub.timings["parse"] += time.perf_counter() - t0
+        return ingest(model, doc, time.time())
 
     return _json(await anyio.to_thread.run_sync(work))
 
