@@ -20,9 +20,9 @@ from modelmeter.dashboard import format as fmt
 from modelmeter.dashboard.app import Fetcher, create_app
 from modelmeter.dashboard.cli import configure, settings_from
 from modelmeter.dashboard.layout import GRAPHS, IDS, build_layout
-from modelmeter.dashboard.panels import NO_MODEL, _since, render_view
+from modelmeter.dashboard.panels import NO_MODEL, _since, drift_status, render_view
 from modelmeter.dashboard.queries import PromClient, PromUnavailable, RawRefresh, Selection
-from modelmeter.dashboard.view import build_view
+from modelmeter.dashboard.view import _drift, build_view
 
 
 def test_formatting_never_turns_missing_into_zero() -> None:
@@ -209,3 +209,22 @@ def test_the_command_serves_the_page_with_basic_auth(tmp_path: Path) -> None:
         page = httpx.get(url, auth=("ops", "s3cret"), timeout=5)
         assert page.status_code == 200 and "<title>modelmeter</title>" in page.text
         assert "on http://127.0.0.1:" in proc.log() and "basic auth" in proc.log()
+
+
+def test_drift_rows_follow_the_feature_drift_rule() -> None:
+    # FeatureDrift fires on PSI over the threshold AND a significant test: the table agrees.
+    psi = {"a": 0.05, "b": 0.5, "c": 0.3, "d": 0.12}
+    detected = {"a": 1.0, "b": 0.0, "c": 1.0, "d": 0.0}
+    by_name = {
+        "model_feature_drift": [({"feature": f, "statistic": "psi"}, v) for f, v in psi.items()],
+        "model_feature_drift_detected": [({"feature": f}, v) for f, v in detected.items()],
+    }
+    rows = _drift(by_name, threshold=0.2)
+    assert [r["feature"] for r in rows] == ["c", "b", "d", "a"]
+    statuses = [drift_status(r["ratio"], r["detected"]) for r in rows]
+    assert statuses == [
+        ("critical", "drifted"),
+        ("warning", "over threshold, not significant"),
+        ("warning", "near threshold"),
+        ("ok", "small shift"),
+    ]

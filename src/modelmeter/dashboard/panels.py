@@ -205,25 +205,27 @@ def _table(header: Sequence[str], rows: Sequence[html.Tr], empty: str) -> Any:
     )
 
 
+def drift_status(ratio: float | None, detected: bool) -> tuple[str, str]:
+    """(level, words) of one feature, by the FeatureDrift rule: PSI over threshold AND test.
+
+    >>> drift_status(1.8, True), drift_status(1.8, False), drift_status(0.2, True)
+    (('critical', 'drifted'), ('warning', 'over threshold, not significant'), ('ok', 'small shift'))
+    """
+    over = ratio is not None and ratio >= 1
+    if over and detected:
+        return "critical", "drifted"
+    if over:
+        return "warning", "over threshold, not significant"
+    if ratio is not None and ratio >= 0.5:
+        return "warning", "near threshold"
+    return "ok", "small shift" if detected else "ok"
+
+
 def _drift_table(view: Mapping[str, Any]) -> Any:
     threshold = (view.get("thresholds") or {}).get("drift_psi")
     rows = []
     for d in view.get("drift", []):
-        ratio = d["ratio"]
-        level = (
-            "critical"
-            if d["detected"] or (ratio is not None and ratio >= 1)
-            else ("warning" if ratio is not None and ratio >= 0.5 else "ok")
-        )
-        status = (
-            "drifted"
-            if d["detected"]
-            else (
-                "over threshold"
-                if level == "critical"
-                else ("near" if level == "warning" else "ok")
-            )
-        )
+        level, status = drift_status(d["ratio"], d["detected"])
         rows.append(
             html.Tr(
                 [

@@ -131,8 +131,10 @@ def _drift(by_name: Mapping[str, list[Any]], threshold: float | None) -> list[di
         item.update({s: row.get(s) for s in DRIFT_STATISTICS})
         out.append(item)
 
-    def severity(item: dict[str, Any]) -> tuple[int, float, str]:
-        return (0 if item["detected"] else 1, -(item["ratio"] or -1.0), item["feature"])
+    def severity(item: dict[str, Any]) -> tuple[bool, float, str]:
+        # Drifted as FeatureDrift sees it first (PSI over threshold and test), then by PSI.
+        drifted = item["detected"] and (item["ratio"] or 0.0) >= 1
+        return (not drifted, -(item["ratio"] or -1.0), item["feature"])
 
     return sorted(out, key=severity)
 

@@ -24,14 +24,21 @@ from modelmeter.engine.snapshot import Histogram
 __all__ = ["LABEL_DELAY_BOUNDS", "LATENCY_BOUNDS", "CumulativeHistogram"]
 
 LATENCY_BOUNDS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0)
+# Fine enough to read a delay of seconds (streaming feedback) as well as of days (batch labels).
 LABEL_DELAY_BOUNDS = (
     1.0,
+    5.0,
     10.0,
+    30.0,
     60.0,
+    120.0,
     300.0,
     900.0,
+    1800.0,
     3600.0,
+    7200.0,
     21600.0,
+    43200.0,
     86400.0,
     259200.0,
     604800.0,
