@@ -209,7 +209,9 @@ def test_demo_sends_real_traffic_through_the_stack(tmp_path: Path) -> None:
         children = stack.descendants()
         assert any("demo" in p.cmdline() for p in children)
         assert stack.proc is not None
-        stack.proc.send_signal(signal.SIGTERM)
+        # Ctrl-C (SIGINT), as a user stops `make demo`; the shell that started the test may
+        # have left SIGINT ignored in children, and the launcher must stop anyway.
+        stack.proc.send_signal(signal.SIGINT)
         assert stack.proc.wait(timeout=60) == 0, stack.output()[-3000:]
         assert_all_gone(children)
         assert "[demo] " in stack.output()

@@ -462,6 +462,9 @@ def run(args: argparse.Namespace) -> int:
     started: list[Child] = []
     on_main = _main_thread()
     previous = signal.signal(signal.SIGTERM, _raise_stop) if on_main else None
+    # SIGINT too, explicitly: a shell starts background jobs with SIGINT ignored, and
+    # `kill -INT` must still stop the stack as Ctrl-C does.
+    previous_int = signal.signal(signal.SIGINT, _raise_stop) if on_main else None
     code = 0
     try:
         for child, ready_url in build_children(plan, run_dir):
@@ -490,12 +493,12 @@ def run(args: argparse.Namespace) -> int:
         # A second Ctrl-C or SIGTERM must not interrupt the shutdown and leave orphans.
         if on_main:
             signal.signal(signal.SIGTERM, signal.SIG_IGN)
-            interrupt = signal.signal(signal.SIGINT, signal.SIG_IGN)
+            signal.signal(signal.SIGINT, signal.SIG_IGN)
         for child in reversed(started):
             child.stop()
         if on_main:
             signal.signal(signal.SIGTERM, previous)
-            signal.signal(signal.SIGINT, interrupt)
+            signal.signal(signal.SIGINT, previous_int)
     if code == 0:
         _note("stopped")
     return code
