@@ -302,7 +302,8 @@ def test_render_blueprint_keys() -> None:
     assert service["type"] in RENDER_TYPES
     assert service["runtime"] == "docker"
     assert (REPO / service["dockerContext"] / service["dockerfilePath"]).is_file()
-    assert service["healthCheckPath"].startswith("/")
+    # The dashboard path that stays open under basic auth (tests/test_dashboard_view.py).
+    assert service["healthCheckPath"] == "/healthz"
     assert set(service["disk"]) == RENDER_DISK_KEYS
     assert service["disk"]["mountPath"] == DATA_DIR  # the Dockerfile's VOLUME
     assert isinstance(service["disk"]["sizeGB"], int) and service["disk"]["sizeGB"] >= 1
@@ -450,3 +451,27 @@ def test_multi_collector_prometheus_config_is_valid() -> None:
     )
     assert check.returncode == 0, check.stdout + check.stderr
     assert "rule files found" in check.stdout and "SUCCESS: 0 rule files" not in check.stdout
+
+
+def test_a_wheel_ships_every_file_modelmeter_up_renders() -> None:
+    """pyproject's data-files put deploy/ where launcher.deploy_dir() looks in an install."""
+    import tomllib
+
+    data_files = tomllib.loads((REPO / "pyproject.toml").read_text())["tool"]["setuptools"][
+        "data-files"
+    ]
+    shipped = {
+        f"{target.removeprefix('share/modelmeter/')}/{path.name}"
+        for target, patterns in data_files.items()
+        for pattern in patterns
+        for path in REPO.glob(pattern)
+    }
+    needed = {
+        "deploy/prometheus/prometheus.yml",
+        "deploy/alertmanager/alertmanager.yml",
+        *(
+            f"deploy/prometheus/rules/{p.name}"
+            for p in (DEPLOY / "prometheus" / "rules").glob("*.yml")
+        ),
+    }
+    assert needed <= shipped

@@ -30,7 +30,14 @@ HAS_DASHBOARD = importlib.util.find_spec("modelmeter.dashboard.cli") is not None
 class Up:
     """A running ``modelmeter up`` with its ports, output file and process."""
 
-    def __init__(self, tmp: Path, *extra: str, dashboard: bool = HAS_DASHBOARD) -> None:
+    def __init__(
+        self,
+        tmp: Path,
+        *extra: str,
+        dashboard: bool = HAS_DASHBOARD,
+        env: dict[str, str] | None = None,
+    ) -> None:
+        self.env = {**os.environ, **(env or {})}
         self.ports = {
             name: free_port() for name in ("collector", "prometheus", "alertmanager", "dashboard")
         }
@@ -57,7 +64,11 @@ class Up:
     def start(self) -> Up:
         with open(self.log, "wb") as log:
             self.proc = subprocess.Popen(
-                self.argv, stdout=log, stderr=subprocess.STDOUT, start_new_session=True
+                self.argv,
+                stdout=log,
+                stderr=subprocess.STDOUT,
+                start_new_session=True,
+                env=self.env,
             )
 
         def up() -> bool:
@@ -193,11 +204,17 @@ def test_missing_binary_says_what_to_install(tmp_path: Path) -> None:
 def test_demo_sends_real_traffic_through_the_stack(tmp_path: Path) -> None:
     require_binary("prometheus")
     require_binary("prometheus-alertmanager", "alertmanager")
-    stack = Up(tmp_path, "--demo", "--demo-port", str(free_port()), dashboard=False)
+    # With write tokens on, the launcher hands the demo one of them.
+    tokens = {"MODELMETER_WRITE_TOKENS": "demo-secret,other", "MODELMETER_READ_TOKENS": "r"}
+    stack = Up(tmp_path, "--demo", "--demo-port", str(free_port()), dashboard=False, env=tokens)
     stack.start()
     try:
         wait_until(
-            lambda: httpx.get(f"{stack.url('collector')}/v1/models", timeout=5).json()["models"],
+            lambda: httpx.get(
+                f"{stack.url('collector')}/v1/models",
+                headers={"authorization": "Bearer r"},
+                timeout=5,
+            ).json()["models"],
             timeout=60,
             what="the demo to register its model",
         )

@@ -27,6 +27,7 @@ import re
 import shutil
 import signal
 import sys
+import sysconfig
 import threading
 import time
 from dataclasses import dataclass
@@ -38,6 +39,7 @@ from typing import Any
 import yaml
 
 from modelmeter.procs import Child, ChildDied, http_ready, port_is_free, wait_ready
+from modelmeter.settings import parse_tokens
 
 __all__ = [
     "StackError",
@@ -59,13 +61,14 @@ class StackError(RuntimeError):
 
 
 def deploy_dir() -> Path:
-    """The ``deploy/`` directory: in the source tree, else shipped inside the package.
+    """The ``deploy/`` directory: in the source tree, else as a wheel installs it.
 
     >>> (deploy_dir() / "prometheus" / "prometheus.yml").is_file()
     True
     """
     here = Path(__file__).resolve()
-    candidates = [here.parents[2] / "deploy", here.parent / "deploy"]
+    installed = Path(sysconfig.get_path("data")) / "share" / "modelmeter" / "deploy"
+    candidates = [here.parents[2] / "deploy", installed]
     for candidate in candidates:
         if (candidate / "prometheus" / "prometheus.yml").is_file():
             return candidate
@@ -420,11 +423,20 @@ def build_children(plan: Plan, run_dir: Path) -> list[tuple[Child, str | None]]:
                         str(plan.data_dir),
                         "--loop",
                     ],
+                    env=_demo_token(),
                 ),
                 None,
             )
         )
     return children
+
+
+def _demo_token() -> dict[str, str]:
+    """The demo writes to this run's collector: give it a write token when writes need one."""
+    if "MODELMETER_TOKEN" in os.environ:
+        return {}
+    tokens = parse_tokens(os.environ.get("MODELMETER_WRITE_TOKENS", ""))
+    return {"MODELMETER_TOKEN": tokens[0]} if tokens else {}
 
 
 class _Stop(Exception):
