@@ -97,39 +97,16 @@ def without_labels(batch: list[dict[str, Any]]) -> list[dict[str, Any]]:
     return [{k: v for k, v in e.items() if k != "_label"} for e in batch]
 
 
-def _top_level_cli_works() -> bool:
-    """``python -m modelmeter collector`` needs every subcommand module importable."""
-    import importlib
-
-    from modelmeter.cli import COMMANDS
-
-    try:
-        for module, _ in COMMANDS.values():
-            importlib.import_module(module)
-    except Exception:  # a module missing or half-written by its owner
-        return False
-    return True
-
-
 def collector(
     tmp: Path,
     env: dict[str, str] | None = None,
     data_dir: Path | None = None,
     port: int | None = None,
 ) -> Any:
-    """The real collector process (tests/helpers.py), not yet started.
-
-    Falls back to ``python -m modelmeter.service`` (same flags, same ``run``) while another
-    subcommand module of ``modelmeter.cli`` is not importable yet.
-    """
-
+    """The real collector process (tests/helpers.py), not yet started."""
     from helpers import collector_process
 
-    proc = collector_process(tmp, port=port, data_dir=data_dir, env=env)
-    if not _top_level_cli_works():
-        i = proc.argv.index("modelmeter")
-        proc.argv[i : i + 2] = ["modelmeter.service"]
-    return proc
+    return collector_process(tmp, port=port, data_dir=data_dir, env=env)
 
 
 def metric_series(text: str) -> set[str]:

@@ -334,3 +334,38 @@ def test_reference_path_outside_the_reference_dir_is_refused(tmp_path: Path) -> 
         assert c.put("/v1/models/m1", content=relative, headers=JSON).status_code == 201
         absolute = orjson.dumps(spec_dict(str(inside)))
         assert c.put("/v1/models/m2", content=absolute, headers=JSON).status_code in (200, 201)
+
+
+def test_same_spec_again_keeps_state_and_delete_forgets_the_model(tmp_path: Path) -> None:
+    ref = write_reference(tmp_path)
+    spec = orjson.dumps(spec_dict(str(ref)))
+    batch = without_labels(events(0, 40, seed=8))
+    data_dir = tmp_path / "data"
+
+    def total(c: httpx.Client) -> int:
+        return int(c.get("/v1/models/m").json()["snapshots"]["default"]["predictions_total"])
+
+    with collector(tmp_path, data_dir=data_dir) as proc:
+        c = httpx.Client(base_url=proc.url, timeout=10.0)
+        assert c.put("/v1/models/m", content=spec, headers=JSON).status_code == 201
+        assert c.post("/v1/models/m/predictions", json={"predictions": batch}).status_code == 200
+        assert total(c) == 40
+        # A model service registering at every start changes nothing.
+        assert c.put("/v1/models/m", content=spec, headers=JSON).status_code == 200
+        assert total(c) == 40
+        # A changed spec replaces the state (documented counter reset).
+        changed = orjson.dumps(spec_dict(str(ref), min_samples=30))
+        assert c.put("/v1/models/m", content=changed, headers=JSON).status_code == 200
+        assert total(c) == 0
+        assert 'model="m"' in c.get("/metrics").text
+        assert c.delete("/v1/models/m").status_code == 204
+        assert c.get("/v1/models/m").status_code == 404
+        assert c.delete("/v1/models/m").status_code == 404
+        assert 'model="m"' not in c.get("/metrics").text
+        assert c.get("/v1/models").json()["models"] == []
+    with collector(tmp_path, data_dir=data_dir) as proc:  # the deletion is durable
+        c = httpx.Client(base_url=proc.url, timeout=10.0)
+        assert c.get("/v1/models").json()["models"] == []
+        assert c.put("/v1/models/m", content=spec, headers=JSON).status_code == 201
+        again = c.post("/v1/models/m/predictions", json={"predictions": batch}).json()
+        assert again["accepted"] == 40  # the deleted model's ids are forgotten too

@@ -176,6 +176,12 @@ class Transaction:
         self._conn.execute("DELETE FROM oplog WHERE model = ?", (model,))
         self._conn.execute("DELETE FROM checkpoints WHERE model = ?", (model,))
 
+    def delete_model(self, model: str) -> None:
+        """Forget ``model`` entirely: its spec, versions, log, checkpoints and waiting rows."""
+        for table in ("oplog", "checkpoints", "predictions", "pending_labels", "versions"):
+            self._conn.execute(f"DELETE FROM {table} WHERE model = ?", (model,))  # fixed names
+        self._conn.execute("DELETE FROM models WHERE name = ?", (model,))
+
     def add_versions(self, model: str, versions: Iterable[str]) -> None:
         self._conn.executemany(
             "INSERT OR IGNORE INTO versions (model, version) VALUES (?, ?)",

@@ -13,6 +13,7 @@ sends to one collector); Prometheus sums their counters.
 
 from __future__ import annotations
 
+import hashlib
 import json
 import logging
 import math
@@ -73,6 +74,7 @@ class ModelEntry:
     schema: Schema
     created: float
     updated: float
+    fingerprint: bytes  # of the spec and reference bytes: an identical PUT keeps the state
     monitors: dict[str, ModelMonitor] = field(default_factory=dict)
     applied_seq: dict[str, int] = field(default_factory=dict)
     checkpoint_seq: dict[str, int] = field(default_factory=dict)
@@ -143,6 +145,10 @@ def _reference_bytes(spec: ModelSpec, reference_dir: Path | None) -> tuple[bytes
         ) from None
 
 
+def _fingerprint(document: bytes, reference: bytes | None) -> bytes:
+    return hashlib.sha256(document + b"\0" + (reference or b"")).digest()
+
+
 class Hub:
     """All models of one collector, backed by a :class:`~modelmeter.store.Store`."""
 
@@ -184,6 +190,7 @@ class Hub:
             Schema.from_config(config),
             record.created,
             record.updated,
+            _fingerprint(orjson.dumps(spec.to_dict()), record.reference),
         )
 
     def _restore_monitor(self, entry: ModelEntry, version: str) -> None:
@@ -226,10 +233,17 @@ class Hub:
         """Register or replace a model. Returns ``(created, spec)``.
 
         Replacing a spec resets the model's engine state (its counters restart at 0, which
-        Prometheus treats as a counter reset); predictions waiting for labels are kept.
+        Prometheus treats as a counter reset); predictions waiting for labels are kept. The
+        same spec with the same reference data again changes nothing, so a model service may
+        register at every start.
         """
         if reference is None:
             reference, reference_name = _reference_bytes(spec, self.settings.reference_dir)
+        document = orjson.dumps(spec.to_dict())
+        fingerprint = _fingerprint(document, reference)
+        existing = self.models.get(name)
+        if existing is not None and existing.fingerprint == fingerprint:
+            return False, existing.spec
         ref_data = load_reference(spec, data=reference)
         config = spec.monitor_config()
         try:
@@ -239,15 +253,14 @@ class Hub:
                 422, f"the spec and reference data cannot be monitored: {exc}"
             ) from None
         now = time.time()
-        document = orjson.dumps(spec.to_dict())
         with self.lock:
             existing = self.models.get(name)
             if existing is None and len(self.models) >= self.settings.max_models:
                 raise IngestError(
                     409,
                     f"the collector already has {len(self.models)} models, the limit "
-                    "(MODELMETER_MAX_MODELS); delete one, raise the limit, or run another "
-                    "collector for more models",
+                    "(MODELMETER_MAX_MODELS); delete one (DELETE /v1/models/{model}), raise the "
+                    "limit, or run another collector for more models",
                 )
             created = existing.created if existing else now
             record = ModelRecord(name, document, reference, reference_name, created, now)
@@ -255,7 +268,7 @@ class Hub:
                 tx.put_model(record)
                 tx.reset_model_state(name)
             entry = ModelEntry(
-                name, spec, config, ref_data, Schema.from_config(config), created, now
+                name, spec, config, ref_data, Schema.from_config(config), created, now, fingerprint
             )
             if existing is not None:
                 entry.pending_labels = existing.pending_labels
@@ -264,6 +277,14 @@ class Hub:
                     entry.monitor(version)
             self.models[name] = entry
         return existing is None, spec
+
+    def delete(self, name: str) -> None:
+        """Forget a model: its spec, state, waiting predictions and labels, and its series."""
+        with self.lock:
+            self.entry(name)  # 404 if unknown
+            with self.store.transaction() as tx:
+                tx.delete_model(name)
+            del self.models[name]
 
     def entry(self, name: str) -> ModelEntry:
         found = self.models.get(name)

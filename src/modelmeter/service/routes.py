@@ -228,6 +228,21 @@ async def put_model(model: str, request: Request) -> Response:
     return _json({"model": model, "spec": spec.to_dict()}, 201 if created else 200)
 
 
+@router.delete(
+    "/v1/models/{model}",
+    status_code=204,
+    responses=ERROR_RESPONSES,
+    openapi_extra={"security": _SECURITY},
+    summary="Delete a model: its spec, state and waiting events; its series leave /metrics",
+)
+async def delete_model(model: str, request: Request) -> Response:
+    _authorize(request, "write")
+    _check_name(model)
+    hub = _hub(request)
+    await anyio.to_thread.run_sync(hub.delete, model)
+    return Response(status_code=204)
+
+
 # --- reading --------------------------------------------------------------------------------
 
 
