@@ -116,6 +116,9 @@ def _expect_cards(page: Any, snapshot: dict[str, Any]) -> None:
             f"{realized:.3f}", timeout=20_000
         )
         expect(page.locator(f"#card-{metric}-estimated")).to_have_text(f"{estimated:.3f}")
+        # The change is against the model's figure on its spec's reference data.
+        change = realized - snapshot["reference"][key]
+        expect(page.locator(f"#card-{metric}-change")).to_have_text(f"{change:+.3f} vs reference")
     expect(page.locator("#card-accuracy-samples")).to_contain_text(
         f"{snapshot['window_labeled']:,} labeled"
     )
@@ -129,9 +132,12 @@ def test_cards_show_the_collector_figures(stack: Stack, page: Any) -> None:
     y_true = [e["label"] for e in stack.baseline_a]
     y_pred = [e["prediction"] for e in stack.baseline_a]
     assert snapshot["realized"]["accuracy"] == pytest.approx(accuracy_score(y_true, y_pred))
+    model = stack.model_a  # its reference: the held-out rows, predicted at 0.5 (write_reference)
+    on_reference = accuracy_score(model.y, (model.scores(model.x) > 0.5).astype(int))
+    assert snapshot["reference"]["accuracy"] == pytest.approx(on_reference, abs=1e-12)
     expect(page.locator(f"#{'model-select'}")).to_contain_text(MODEL_A, timeout=20_000)
     _expect_cards(page, snapshot)
-    expect(page.locator("#card-accuracy-change")).to_contain_text("vs start of the 15m range")
+    expect(page.locator("#card-accuracy-change")).to_contain_text("vs reference")
     expect(page.locator("#banner")).to_be_hidden()
     # Every feature of the spec has a drift row (one query, whatever the count).
     expect(page.locator("#drift-table tr.drift-row")).to_have_count(ds.FEATURES, timeout=20_000)

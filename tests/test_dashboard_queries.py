@@ -7,6 +7,7 @@ models with 25 features each).
 
 from __future__ import annotations
 
+import re
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -17,6 +18,7 @@ import pytest
 
 import dashboard_support as ds
 from helpers import ManagedProcess, free_port, prom_query, require_binary, wait_until
+from modelmeter.dashboard.panels import render_view
 from modelmeter.dashboard.queries import (
     CALLS_PER_REFRESH,
     DRIFT_TOP,
@@ -56,6 +58,18 @@ def test_plan_size_is_constant(n_models: int, n_features: int, range_key: str) -
         # No query names a feature or another model: one query serves them all.
         assert not any(f in text for f in features)
         assert all(m["model"] not in text for m in catalog if m["model"] != sel.model)
+
+
+def test_the_instant_query_brings_the_reference_figures_without_another_call() -> None:
+    sel = Selection("m", "v1")
+    calls = {c.key: c for c in build_plan(sel, NOW)}
+    match = re.search(r'__name__=~"([^"]+)"', calls["instant"].params["query"])
+    assert match is not None
+    names = re.compile(match.group(1))  # Prometheus anchors the regex: fullmatch
+    for metric in ("accuracy", "precision", "recall", "f1_score"):
+        assert names.fullmatch(f"model_reference_{metric}"), metric
+        assert names.fullmatch(f"model_{metric}"), metric
+    assert len(build_catalog_plan(sel, NOW)) + len(calls) == CALLS_PER_REFRESH == 8
 
 
 @pytest.mark.parametrize("range_key", list(RANGES))
@@ -180,7 +194,13 @@ def test_view_figures_equal_the_collector_metrics(stack: tuple[ManagedProcess, s
     ):
         assert cards[metric]["realized"] == pytest.approx(figures["realized"][key], rel=1e-9)
         assert cards[metric]["estimated"] == pytest.approx(figures["estimated"][key], rel=1e-9)
+        assert cards[metric]["reference"] == pytest.approx(figures["reference"][key], rel=1e-9)
     assert cards["accuracy"]["labeled"] == figures["window_labeled"]
+    # The card's change is against the model's accuracy on its reference data.
+    change = cards["accuracy"]["realized"] - cards["accuracy"]["reference"]
+    shown = render_view(view)["cards"][0].children[-1]  # the card's last line
+    assert shown.id == "card-accuracy-change"
+    assert [part.children for part in shown.children] == [f"{change:+.3f}", " vs reference"]
     drift = {d["feature"]: d for d in view["drift"]}
     for feature, values in figures["drift"].items():
         assert drift[feature]["psi"] == pytest.approx(values["psi"], rel=1e-9)

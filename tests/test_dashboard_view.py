@@ -12,6 +12,7 @@ from pathlib import Path
 from typing import Any
 
 import httpx
+import numpy as np
 import pytest
 from dash.exceptions import PreventUpdate
 
@@ -21,7 +22,13 @@ from modelmeter.dashboard.app import Fetcher, create_app
 from modelmeter.dashboard.cli import configure, settings_from
 from modelmeter.dashboard.layout import GRAPHS, IDS, build_layout
 from modelmeter.dashboard.panels import NO_MODEL, _since, drift_status, render_view
-from modelmeter.dashboard.queries import PromClient, PromUnavailable, RawRefresh, Selection
+from modelmeter.dashboard.queries import (
+    PERF_METRICS,
+    PromClient,
+    PromUnavailable,
+    RawRefresh,
+    Selection,
+)
 from modelmeter.dashboard.view import _drift, build_view
 
 
@@ -228,3 +235,149 @@ def test_drift_rows_follow_the_feature_drift_rule() -> None:
         ("warning", "near threshold"),
         ("ok", "small shift"),
     ]
+
+
+# --- the cards' change: against the reference figure, else against the start of the range ---
+
+EXAMPLES = Path(__file__).resolve().parents[1] / "examples"
+T0 = 1_750_000_000.0
+EARLY, LATE = 100, 150  # labeled reference rows replayed as traffic by each time
+
+
+def _component(tree: Any, component_id: str) -> Any:
+    """The Dash component with ``component_id`` inside ``tree`` (lists and children)."""
+    if isinstance(tree, list | tuple):
+        return next((c for c in (_component(t, component_id) for t in tree) if c), None)
+    if getattr(tree, "id", None) == component_id:
+        return tree
+    children = getattr(tree, "children", None)
+    return _component(children, component_id) if children is not None else None
+
+
+def _text(component: Any) -> str:
+    if isinstance(component, str):
+        return component
+    if isinstance(component, list | tuple):
+        return "".join(map(_text, component))
+    children = getattr(component, "children", None)
+    return "" if children is None else _text(children)
+
+
+def _exported(spec: Any, snapshot: Any) -> list[tuple[dict[str, str], float]]:
+    """The model samples the collector code exports for one snapshot (name and labels, value)."""
+    from prometheus_client.parser import text_string_to_metric_families
+
+    from modelmeter.exposition import CollectorState, ModelState, build_registry, render
+
+    state = CollectorState(models=[ModelState("cancer", spec, {"v1": snapshot})])
+    body = render(build_registry(lambda: state)).decode()
+    return [
+        ({"__name__": s.name, **s.labels}, s.value)
+        for family in text_string_to_metric_families(body)
+        for s in family.samples
+        if s.name.startswith("model_") and "le" not in s.labels
+    ]
+
+
+@pytest.fixture(scope="module")
+def replay() -> dict[str, Any]:
+    """The breast-cancer example model's reference rows replayed through a real monitor and
+    exported by the real collector code, as Prometheus would answer the dashboard's queries."""
+    from modelmeter.engine import LabelBatch, ModelMonitor, PredictionBatch
+    from modelmeter.spec import load_reference, load_spec
+
+    spec = load_spec(EXAMPLES / "binary-spec.yaml")
+    reference = load_reference(spec)
+    monitor = ModelMonitor(spec.monitor_config(), reference)
+    bodies = []
+    for start, stop, t in ((0, EARLY, T0), (EARLY, LATE, T0 + 30)):
+        rows = slice(start, stop)
+        stamps = np.full(stop - start, t)
+        predictions = np.asarray(reference.predictions[rows], dtype=object)
+        monitor.observe(
+            PredictionBatch(
+                stamps,
+                {name: np.asarray(v[rows]) for name, v in reference.features.items()},
+                predictions,
+                scores=None if reference.scores is None else reference.scores[rows],
+            ),
+            now=t,
+        )
+        labels = np.asarray(reference.labels[rows], dtype=object)
+        monitor.label(LabelBatch(stamps + 5, stamps, predictions, labels), now=t + 5)
+        bodies.append((t + 10, _exported(spec, monitor.snapshot(t + 10))))
+    (early_t, early), (now, late) = bodies
+    perf = [
+        {"metric": labels, "values": [[early_t, repr(e)], [now, repr(value)]]}
+        for labels, value in late
+        if labels["__name__"] in PERF_METRICS
+        for e in [next(v for lab, v in early if lab == labels)]
+    ]
+    answers = _empty_answers() | {
+        "instant": {
+            "resultType": "vector",
+            "result": [{"metric": lab, "value": [now, repr(v)]} for lab, v in late],
+        },
+        "perf": {"resultType": "matrix", "result": perf},
+    }
+    return {"answers": answers, "now": now, "reference": reference}
+
+
+def _sklearn(y_true: np.ndarray, y_pred: np.ndarray) -> dict[str, float]:
+    from sklearn.metrics import accuracy_score, f1_score, precision_score, recall_score
+
+    t, p = y_true.astype(str), y_pred.astype(str)
+    return {
+        "accuracy": accuracy_score(t, p),
+        "precision": precision_score(t, p, pos_label="malignant"),
+        "recall": recall_score(t, p, pos_label="malignant"),
+        "f1_score": f1_score(t, p, pos_label="malignant"),
+    }
+
+
+def _render(answers: dict[str, Any], now: float) -> tuple[dict[str, Any], dict[str, Any]]:
+    catalog = [{"model": "cancer", "version": "v1", "task": "binary"}]
+    view = build_view(RawRefresh(Selection("cancer", "v1"), now, catalog, answers, {}, 8))
+    return view, render_view(view)
+
+
+def test_cards_show_the_change_against_the_reference(replay: dict[str, Any]) -> None:
+    reference = replay["reference"]
+    on_reference = _sklearn(reference.labels, reference.predictions)
+    realized = _sklearn(reference.labels[:LATE], reference.predictions[:LATE])
+    view, out = _render(replay["answers"], replay["now"])
+    for card in view["cards"]:
+        metric = card["metric"]
+        assert card["reference"] == pytest.approx(on_reference[metric], abs=1e-12)
+        assert card["realized"] == pytest.approx(realized[metric], abs=1e-12)
+        change = _component(out["cards"], f"card-{metric}-change")
+        text = _text(change)
+        assert text == f"{realized[metric] - on_reference[metric]:+.3f} vs reference", text
+        assert f"reference data ({on_reference[metric]:.3f})" in change.title
+    # accuracy 142/150 in the window against 217/228 on the reference data
+    assert _text(_component(out["cards"], "card-accuracy-change")) == "-0.005 vs reference"
+
+
+def test_cards_fall_back_to_the_start_of_the_range_without_a_reference(
+    replay: dict[str, Any],
+) -> None:
+    answers = dict(replay["answers"])
+    instant = answers["instant"]["result"]
+    answers["instant"] = {
+        "resultType": "vector",
+        "result": [
+            r for r in instant if not r["metric"]["__name__"].startswith("model_reference_")
+        ],
+    }
+    reference = replay["reference"]
+    start = _sklearn(reference.labels[:EARLY], reference.predictions[:EARLY])
+    realized = _sklearn(reference.labels[:LATE], reference.predictions[:LATE])
+    view, out = _render(answers, replay["now"])
+    for card in view["cards"]:
+        metric = card["metric"]
+        assert card["reference"] is None
+        change = _component(out["cards"], f"card-{metric}-change")
+        assert _text(change) == (
+            f"{realized[metric] - start[metric]:+.3f} vs start of the 15m range"
+        )
+        assert "exports no reference figure" in change.title

@@ -1,7 +1,9 @@
-"""Realized performance against scikit-learn (exact to 1e-12), through the monitor too."""
+"""Realized and reference performance against scikit-learn (exact to 1e-12), through the
+monitor too."""
 
 from __future__ import annotations
 
+import json
 import math
 
 import numpy as np
@@ -12,6 +14,9 @@ from sklearn.metrics import (
     mean_absolute_error,
     mean_squared_error,
     precision_recall_fscore_support,
+    precision_score,
+    recall_score,
+    root_mean_squared_error,
 )
 
 from modelmeter.engine import (
@@ -202,3 +207,93 @@ def test_errored_predictions_are_left_out_of_realized_performance() -> None:
     assert snap.realized is not None
     assert snap.realized.accuracy == pytest.approx(2 / 3, abs=TOL)
     assert snap.window_labeled == 4  # labels received, errored prediction included
+
+
+# --------------------------------------------------------------------------- reference figures
+
+
+def _reference_monitor(
+    task: str,
+    classes: tuple[str, ...],
+    predictions: np.ndarray,
+    labels: np.ndarray,
+    positive: str | None = None,
+) -> tuple[ModelMonitor, ReferenceData]:
+    config = MonitorConfig(
+        task=task,  # type: ignore[arg-type]
+        classes=classes,
+        positive_class=positive,
+        features=(FeatureSpec("x", "numeric"),),
+        min_samples=100_000,  # far above the reference size: the reference figure ignores it
+    )
+    x = np.random.default_rng(21).normal(size=predictions.shape[0])
+    reference = ReferenceData({"x": x}, predictions, labels)
+    return ModelMonitor(config, reference), reference
+
+
+@pytest.mark.parametrize("positive", ["no", "yes"])
+def test_reference_binary_figures_match_sklearn(positive: str) -> None:
+    rng = np.random.default_rng(31)
+    classes = ("no", "yes")
+    labels = rng.choice(classes, 700, p=[0.65, 0.35]).astype(object)
+    predictions = np.where(rng.random(700) < 0.85, labels, rng.choice(classes, 700)).astype(object)
+    predictions[[3, 50]] = ""  # errored reference rows are left out, as in realized figures
+    monitor, _ = _reference_monitor("binary", classes, predictions, labels, positive)
+    reference = monitor.snapshot(now=0.0).reference
+    assert reference is not None
+    kept = predictions != ""
+    y_true, y_pred = labels[kept].astype(str), predictions[kept].astype(str)
+    assert abs(reference.accuracy - accuracy_score(y_true, y_pred)) <= TOL
+    assert abs(reference.precision - precision_score(y_true, y_pred, pos_label=positive)) <= TOL
+    assert abs(reference.recall - recall_score(y_true, y_pred, pos_label=positive)) <= TOL
+    assert abs(reference.f1 - f1_score(y_true, y_pred, pos_label=positive)) <= TOL
+
+
+def test_reference_multiclass_macro_figures_match_sklearn() -> None:
+    rng = np.random.default_rng(32)
+    classes = ("a", "b", "c", "d")
+    labels = rng.choice(classes, 900, p=[0.4, 0.3, 0.2, 0.1]).astype(object)
+    predictions = np.where(rng.random(900) < 0.7, labels, rng.choice(classes, 900)).astype(object)
+    monitor, _ = _reference_monitor("multiclass", classes, predictions, labels)
+    reference = monitor.snapshot(now=0.0).reference
+    assert reference is not None
+    y_true, y_pred = labels.astype(str), predictions.astype(str)
+    assert abs(reference.accuracy - accuracy_score(y_true, y_pred)) <= TOL
+    assert abs(reference.precision - precision_score(y_true, y_pred, average="macro")) <= TOL
+    assert abs(reference.recall - recall_score(y_true, y_pred, average="macro")) <= TOL
+    assert abs(reference.f1 - f1_score(y_true, y_pred, average="macro")) <= TOL
+    per_class = f1_score(y_true, y_pred, labels=list(classes), average=None)
+    for i, name in enumerate(classes):
+        assert abs(reference.per_class[name].f1 - per_class[i]) <= TOL
+
+
+def test_reference_regression_figures_match_sklearn() -> None:
+    rng = np.random.default_rng(33)
+    labels = rng.normal(0.0, 1.0, 800)
+    predictions = labels + rng.normal(0.1, 0.4, 800)
+    monitor, _ = _reference_monitor("regression", (), predictions, labels)
+    snap = monitor.snapshot(now=0.0)
+    assert snap.reference is None and snap.reference_regression is not None
+    figures = snap.reference_regression
+    assert abs(figures.mae - mean_absolute_error(labels, predictions)) <= TOL
+    assert abs(figures.rmse - root_mean_squared_error(labels, predictions)) <= TOL
+    assert snap.to_dict()["reference_regression"] == {"mae": figures.mae, "rmse": figures.rmse}
+
+
+def test_reference_figures_do_not_depend_on_traffic_and_survive_checkpoints() -> None:
+    rng = np.random.default_rng(34)
+    classes = ("a", "b", "c")
+    labels = rng.choice(classes, 300).astype(object)
+    predictions = np.where(rng.random(300) < 0.6, labels, rng.choice(classes, 300)).astype(object)
+    monitor, data = _reference_monitor("multiclass", classes, predictions, labels)
+    before = monitor.snapshot(now=0.0)
+    assert before.regression is None and before.reference_regression is None
+    t = np.full(50, 10.0)
+    monitor.label(LabelBatch(t, t, np.full(50, "a", object), np.full(50, "b", object)))
+    after = monitor.snapshot(now=10.0)
+    assert after.reference == before.reference
+    exported = after.to_dict()["reference"]
+    assert abs(exported["accuracy"] - accuracy_score(labels, predictions)) <= TOL
+    checkpoint = json.loads(json.dumps(monitor.to_checkpoint(), allow_nan=False))
+    restored = ModelMonitor.from_checkpoint(monitor.config, data, checkpoint)
+    assert repr(restored.snapshot(now=10.0)) == repr(after)

@@ -153,10 +153,16 @@ def _lines(body: str, family: str) -> list[str]:
 
 # --------------------------------------------------------------------------- golden text
 
+# model_reference_*: examples/binary-reference.csv (228 rows) scored by scikit-learn, positive
+# class malignant: accuracy 217/228, precision 79/84, recall 79/85, F1 158/169.
 GOLDEN = """\
 modelmeter_models 1.0
 model_info{model="cancer",task="binary",version="v1"} 1.0
 model_positive_class_info{class="malignant",model="cancer",version="v1"} 1.0
+model_reference_accuracy{model="cancer",version="v1"} 0.9517543859649122
+model_reference_precision{model="cancer",version="v1"} 0.9404761904761905
+model_reference_recall{model="cancer",version="v1"} 0.9294117647058824
+model_reference_f1_score{model="cancer",version="v1"} 0.9349112426035503
 model_window_predictions{model="cancer",version="v1"} 569.0
 model_window_labeled_predictions{model="cancer",version="v1"} 400.0
 model_window_seconds{model="cancer"} 300.0
@@ -239,7 +245,12 @@ def test_every_family_is_present_with_help_and_type(registry: ExpositionRegistry
     assert "python_info" in parsed
     # these families have samples in this scenario (the model is binary with scores and labels)
     empty = {d.name for d in METRICS if not _lines(body, _sample_name(d))}
-    assert empty == {"model_mean_absolute_error", "model_root_mean_squared_error"}
+    assert empty == {
+        "model_mean_absolute_error",
+        "model_root_mean_squared_error",
+        "model_reference_mean_absolute_error",
+        "model_reference_root_mean_squared_error",
+    }
 
 
 def _sample_name(d: MetricDef) -> str:
@@ -275,6 +286,7 @@ def test_values_equal_the_snapshot(registry: ExpositionRegistry, scenario: Scena
     value = registry.get_sample_value
     mv = {"model": "cancer", "version": "v1"}
     assert snap.realized is not None and snap.estimated is not None
+    assert snap.reference is not None
     for metric, figure in (
         ("accuracy", "accuracy"),
         ("precision", "precision"),
@@ -283,6 +295,7 @@ def test_values_equal_the_snapshot(registry: ExpositionRegistry, scenario: Scena
     ):
         assert value(f"model_{metric}", mv) == getattr(snap.realized, figure)
         assert value(f"model_estimated_{metric}", mv) == getattr(snap.estimated, figure)
+        assert value(f"model_reference_{metric}", mv) == getattr(snap.reference, figure)
     for cls, figures in snap.realized.per_class.items():
         labels = {**mv, "class": cls}
         assert value("model_class_precision", labels) == figures.precision
@@ -355,6 +368,25 @@ def test_realized_figures_match_sklearn(registry: ExpositionRegistry, scenario: 
             assert value("model_labeled_predictions_total", labels) == matrix[a, p]
 
 
+def test_reference_figures_match_sklearn(registry: ExpositionRegistry, scenario: Scenario) -> None:
+    reference = load_reference(scenario.spec)
+    y_true = reference.labels.astype(str)
+    y_pred = reference.predictions.astype(str)
+    precision, recall, f1, _ = precision_recall_fscore_support(
+        y_true, y_pred, pos_label="malignant", average="binary"
+    )
+    expected = {
+        "model_reference_accuracy": accuracy_score(y_true, y_pred),
+        "model_reference_precision": precision,
+        "model_reference_recall": recall,
+        "model_reference_f1_score": f1,
+    }
+    for version in ("v1", "v2"):  # v2 has seen no traffic: the reference figure is there anyway
+        mv = {"model": "cancer", "version": version}
+        for name, figure in expected.items():
+            assert math.isclose(_value(registry, name, mv), figure, abs_tol=1e-12), name
+
+
 def test_nan_figures_are_omitted(registry: ExpositionRegistry, scenario: Scenario) -> None:
     body = render(registry).decode()
     assert "NaN" not in body
@@ -366,6 +398,10 @@ def test_nan_figures_are_omitted(registry: ExpositionRegistry, scenario: Scenari
     assert families == {
         "model_info",
         "model_positive_class_info",
+        "model_reference_accuracy",
+        "model_reference_precision",
+        "model_reference_recall",
+        "model_reference_f1_score",
         "model_window_predictions",
         "model_window_labeled_predictions",
         "model_window_errors",
@@ -544,6 +580,16 @@ def test_multiclass_outcomes_match_sklearn() -> None:
     assert math.isclose(_value(registry, "model_precision", mv), precision, abs_tol=1e-12)
     assert math.isclose(_value(registry, "model_recall", mv), recall, abs_tol=1e-12)
     assert math.isclose(_value(registry, "model_f1_score", mv), f1, abs_tol=1e-12)
+    reference = load_reference(spec)
+    ref_true, ref_pred = reference.labels.astype(str), reference.predictions.astype(str)
+    precision, recall, f1, _ = precision_recall_fscore_support(ref_true, ref_pred, average="macro")
+    for name, expected in (
+        ("model_reference_accuracy", accuracy_score(ref_true, ref_pred)),
+        ("model_reference_precision", precision),
+        ("model_reference_recall", recall),
+        ("model_reference_f1_score", f1),
+    ):
+        assert math.isclose(_value(registry, name, mv), expected, abs_tol=1e-12), name
     assert value("model_positive_class_info", {**mv, "class": "class_0"}) is None
     assert value("model_info", {**mv, "task": "multiclass"}) == 1.0
 
@@ -569,8 +615,16 @@ def test_regression_errors_match_sklearn() -> None:
     rmse = _value(registry, "model_root_mean_squared_error", mv)
     assert math.isclose(mae, mean_absolute_error(y, predictions), rel_tol=1e-9)
     assert math.isclose(rmse, math.sqrt(mean_squared_error(y, predictions)), rel_tol=1e-9)
+    reference = load_reference(spec)
+    ref_true = np.asarray(reference.labels, np.float64)
+    ref_pred = np.asarray(reference.predictions, np.float64)
+    ref_mae = _value(registry, "model_reference_mean_absolute_error", mv)
+    ref_rmse = _value(registry, "model_reference_root_mean_squared_error", mv)
+    assert math.isclose(ref_mae, mean_absolute_error(ref_true, ref_pred), abs_tol=1e-12)
+    assert math.isclose(ref_rmse, math.sqrt(mean_squared_error(ref_true, ref_pred)), abs_tol=1e-12)
     body = render(registry).decode()
     assert _lines(body, "model_accuracy") == []
+    assert _lines(body, "model_reference_accuracy") == []
     assert _lines(body, "model_labeled_predictions_total") == []
     assert _label_values(body, "issue") >= {"unseen_category", "out_of_range"}
     sex_issues = {

@@ -204,8 +204,13 @@ def test_missing_binary_says_what_to_install(tmp_path: Path) -> None:
 def test_demo_sends_real_traffic_through_the_stack(tmp_path: Path) -> None:
     require_binary("prometheus")
     require_binary("prometheus-alertmanager", "alertmanager")
-    # With write tokens on, the launcher hands the demo one of them.
-    tokens = {"MODELMETER_WRITE_TOKENS": "demo-secret,other", "MODELMETER_READ_TOKENS": "r"}
+    # With tokens on and /metrics protected, the launcher hands the demo a write token and
+    # Prometheus a read token (else no model_predictions_total below).
+    tokens = {
+        "MODELMETER_WRITE_TOKENS": "demo-secret,other",
+        "MODELMETER_READ_TOKENS": "r",
+        "MODELMETER_PROTECT_METRICS": "true",
+    }
     stack = Up(tmp_path, "--demo", "--demo-port", str(free_port()), dashboard=False, env=tokens)
     stack.start()
     try:

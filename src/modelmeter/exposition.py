@@ -188,8 +188,34 @@ METRICS: tuple[MetricDef, ...] = (
     _g("model_estimated_precision", _MV, "Precision estimated from calibrated scores."),
     _g("model_estimated_recall", _MV, "Recall estimated from calibrated scores."),
     _g("model_estimated_f1_score", _MV, "F1 score estimated from calibrated scores."),
+    _g("model_reference_accuracy", _MV, "Accuracy of the model on the spec's reference data."),
+    _g(
+        "model_reference_precision",
+        _MV,
+        "Precision on the spec's reference data (binary: positive class; multiclass: macro).",
+    ),
+    _g(
+        "model_reference_recall",
+        _MV,
+        "Recall on the spec's reference data (binary: positive class; multiclass: macro).",
+    ),
+    _g(
+        "model_reference_f1_score",
+        _MV,
+        "F1 score on the spec's reference data (binary: positive class; multiclass: macro).",
+    ),
     _g("model_mean_absolute_error", _MV, "Realized mean absolute error in the window."),
     _g("model_root_mean_squared_error", _MV, "Realized root mean squared error in the window."),
+    _g(
+        "model_reference_mean_absolute_error",
+        _MV,
+        "Mean absolute error of the model on the spec's reference data.",
+    ),
+    _g(
+        "model_reference_root_mean_squared_error",
+        _MV,
+        "Root mean squared error of the model on the spec's reference data.",
+    ),
     _g("model_window_predictions", _MV, "Predictions made in the window."),
     _g("model_window_labeled_predictions", _MV, "Labels received in the window."),
     _g("model_window_errors", _MV, "Prediction errors in the window."),
@@ -389,11 +415,17 @@ def _add_version(f: _Samples, spec: ModelSpec, mv: Labels, snap: Snapshot) -> No
                     f[metric].append(((*mv, cls), value))
     if snap.estimated is not None:
         _add_figures(f, "model_estimated_", mv, snap.estimated)
-    if snap.regression is not None:
-        if _finite(snap.regression.mae):
-            f["model_mean_absolute_error"].append((mv, snap.regression.mae))
-        if _finite(snap.regression.rmse):
-            f["model_root_mean_squared_error"].append((mv, snap.regression.rmse))
+    if snap.reference is not None:
+        _add_figures(f, "model_reference_", mv, snap.reference)
+    for prefix, errors in (
+        ("model_", snap.regression),
+        ("model_reference_", snap.reference_regression),
+    ):
+        if errors is not None:
+            if _finite(errors.mae):
+                f[prefix + "mean_absolute_error"].append((mv, errors.mae))
+            if _finite(errors.rmse):
+                f[prefix + "root_mean_squared_error"].append((mv, errors.rmse))
     _add_drift(f, spec, mv, snap)
     _add_quality(f, spec, mv, snap)
     _add_counters(f, spec, mv, snap)

@@ -39,7 +39,7 @@ from typing import Any
 import yaml
 
 from modelmeter.procs import Child, ChildDied, http_ready, port_is_free, wait_ready
-from modelmeter.settings import parse_tokens
+from modelmeter.settings import parse_bool, parse_tokens
 
 __all__ = [
     "StackError",
@@ -266,7 +266,11 @@ def cap_alert_for(rules_text: str, cap: str) -> str:
 
 
 def render_prometheus(
-    template: str, collector_target: str, alertmanager_target: str, **global_overrides: str
+    template: str,
+    collector_target: str,
+    alertmanager_target: str,
+    scrape_token_file: Path | None = None,
+    **global_overrides: str,
 ) -> str:
     """This run's prometheus.yml: the shipped one with the collector and Alertmanager targets.
 
@@ -282,6 +286,11 @@ def render_prometheus(
     for job in config["scrape_configs"]:
         if job["job_name"] == "modelmeter":
             job["static_configs"] = [{"targets": [collector_target]}]
+            if scrape_token_file is not None:  # the collector's /metrics needs a read token
+                job["authorization"] = {
+                    "type": "Bearer",
+                    "credentials_file": str(scrape_token_file),
+                }
     config["alerting"]["alertmanagers"] = [{"static_configs": [{"targets": [alertmanager_target]}]}]
     header = "# Rendered by modelmeter from deploy/prometheus/prometheus.yml; edit that file.\n"
     return header + yaml.safe_dump(config, sort_keys=False)
@@ -316,11 +325,18 @@ def write_run_configs(plan: Plan, deploy: Path) -> Path:
         if plan.max_alert_for:
             text = cap_alert_for(text, plan.max_alert_for)
         (run_dir / "rules" / rule_file.name).write_text(text)
+    token = _scrape_token()
+    token_file = None
+    if token is not None:
+        token_file = run_dir / "scrape-token"
+        token_file.touch(mode=0o600)
+        token_file.write_text(token)
     (run_dir / "prometheus.yml").write_text(
         render_prometheus(
             (deploy / "prometheus" / "prometheus.yml").read_text(),
             f"{_client_host(plan.collector_host)}:{plan.collector_port}",
             f"127.0.0.1:{plan.alertmanager_port}",
+            token_file,
         )
     )
     (run_dir / "alertmanager.yml").write_text(
@@ -429,6 +445,18 @@ def build_children(plan: Plan, run_dir: Path) -> list[tuple[Child, str | None]]:
             )
         )
     return children
+
+
+def _scrape_token() -> str | None:
+    """The token Prometheus sends to /metrics when the collector protects it (else None)."""
+    try:
+        protected = parse_bool(os.environ.get("MODELMETER_PROTECT_METRICS", ""))
+    except ValueError:
+        return None  # the collector refuses to start with a message that says why
+    tokens = parse_tokens(os.environ.get("MODELMETER_READ_TOKENS", "")) or parse_tokens(
+        os.environ.get("MODELMETER_WRITE_TOKENS", "")
+    )
+    return tokens[0] if protected and tokens else None
 
 
 def _demo_token() -> dict[str, str]:

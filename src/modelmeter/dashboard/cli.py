@@ -124,7 +124,10 @@ def run(args: argparse.Namespace) -> int:
         f"{', basic auth' if auth else ''})",
         flush=True,
     )
-    app.run(host=settings.host, port=settings.port, debug=False, threaded=True)
+    # waitress: a production WSGI server (Flask's own server says it is for development only).
+    from waitress import serve
+
+    serve(app.server, host=settings.host, port=settings.port, threads=8, ident="modelmeter")
     return 0
 
 

@@ -60,11 +60,7 @@ def _card(card: Mapping[str, Any], view: Mapping[str, Any]) -> html.Div:
         )
     elif card["realized"] is not None:
         level = "ok"
-    change = (
-        card["realized"] - card["start"]
-        if card["realized"] is not None and card["start"] is not None
-        else None
-    )
+    change, against, why = _change(card, view)
     if card["realized"] is None:
         min_samples = fmt.count(view.get("min_samples"))
         hint = f"waiting for ≥ {min_samples} labeled predictions in the window"
@@ -88,16 +84,51 @@ def _card(card: Mapping[str, Any], view: Mapping[str, Any]) -> html.Div:
             html.Div(
                 [
                     html.Strong(fmt.delta(change), className=f"delta delta-{_sign(change)}"),
-                    html.Span(f" vs start of the {view.get('range_key', '')} range"),
+                    html.Span(f" vs {against}"),
                 ],
                 className="card-line",
-                title="The collector exports no reference figure; the change is measured "
-                "against the first value in the selected time range.",
+                title=why,
                 id=f"card-{metric}-change",
             ),
         ],
         className=f"card card-{level}",
         id=f"card-{metric}",
+    )
+
+
+def _change(card: Mapping[str, Any], view: Mapping[str, Any]) -> tuple[float | None, str, str]:
+    """(realized minus the baseline, what the baseline is, a tooltip saying where it comes from).
+
+    The baseline is the model's figure on its spec's reference data when the collector exports
+    it (``model_reference_*``), else the first value in the selected time range.
+
+    >>> change, against, why = _change({"realized": 0.75, "reference": 0.875, "start": 0.5,
+    ...                                  "label": "Accuracy"}, {"range_key": "1h"})
+    >>> change, against
+    (-0.125, 'reference')
+    >>> print(why)
+    Realized accuracy in the window minus the model's accuracy on its spec's reference data (0.875).
+    >>> _change({"realized": 0.75, "reference": None, "start": 0.5}, {"range_key": "1h"})[:2]
+    (0.25, 'start of the 1h range')
+    """
+    realized, reference = card["realized"], card.get("reference")
+    if reference is not None:
+        change = realized - reference if realized is not None else None
+        label = str(card.get("label") or card.get("metric", "figure"))
+        name = label if label.isupper() else label.lower()  # "accuracy", but "F1"
+        return (
+            change,
+            "reference",
+            f"Realized {name} in the window minus the model's {name} on its spec's reference "
+            f"data ({fmt.ratio(reference)}).",
+        )
+    start = card["start"]
+    change = realized - start if realized is not None and start is not None else None
+    return (
+        change,
+        f"start of the {view.get('range_key', '')} range",
+        "The collector exports no reference figure; the change is measured against the "
+        "first value in the selected time range.",
     )
 
 

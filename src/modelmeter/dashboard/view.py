@@ -106,6 +106,7 @@ def _cards(by_name: Mapping[str, list[Any]], perf: Mapping[str, Any]) -> list[di
                 "label": label,
                 "realized": realized,
                 "estimated": _one(by_name, f"model_estimated_{metric}"),
+                "reference": _one(by_name, f"model_reference_{metric}"),
                 "labeled": _one(by_name, "model_window_labeled_predictions"),
                 "predictions": _one(by_name, "model_window_predictions"),
                 "start": _first(perf.get(f"model_{metric}", {}).get("v", [])),

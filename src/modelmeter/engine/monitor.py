@@ -25,6 +25,7 @@ from modelmeter.engine.features import CategoricalBlock, NumericBlock
 from modelmeter.engine.operations import LABEL_DELAY_BOUNDS, LATENCY_BOUNDS, CumulativeHistogram
 from modelmeter.engine.performance import (
     classification_figures,
+    confusion_counts,
     regression_figures,
     regression_sums,
 )
@@ -110,6 +111,14 @@ class ModelMonitor:
     (True, True)
     >>> abs(snap.estimated.accuracy - snap.realized.accuracy) < 0.05
     True
+
+    The model's performance on its reference data, computed once from the reference's
+    predictions and labels, is in every snapshot (whatever the window holds):
+
+    >>> snap.reference.accuracy == float(np.mean(prediction == label))
+    True
+    >>> monitor.snapshot(now=5_000.0).reference == snap.reference
+    True
     """
 
     def __init__(self, config: MonitorConfig, reference: ReferenceData) -> None:
@@ -148,6 +157,8 @@ class ModelMonitor:
         self._output_numeric: NumericBinning | None = None
         self._output_categorical: CategoricalBinning | None = None
         self._calibrator: Calibrator | None = None
+        self._reference_figures: ClassificationFigures | None = None
+        self._reference_regression: RegressionFigures | None = None
         self._fit_output(reference)
         self._ring = BucketRing(config.n_buckets, config.bucket_seconds, self._shapes())
         self._totals: dict[str, FloatArray] = {
@@ -174,6 +185,11 @@ class ModelMonitor:
                 self._classes,
                 np.bincount(predicted[predicted >= 0], minlength=self._k + 1).astype(np.float64),
             )
+            # Performance on the reference: every row with a prediction, whatever min_samples
+            # (a fixed data set, not a window), by the realized figures' own functions.
+            self._reference_figures = classification_figures(
+                confusion_counts(predicted, labels, self._k), self._classes, self._positive, 1
+            )
             if reference.scores is not None:
                 self._calibrator = Calibrator.fit(
                     np.asarray(reference.scores, np.float64),
@@ -184,6 +200,11 @@ class ModelMonitor:
         else:
             values = np.asarray(reference.predictions, dtype=np.float64)
             self._output_numeric = NumericBinning(values, config.drift_bins)
+            actual = _float_column(reference.labels, "reference labels", n)
+            rows = np.isfinite(values) & np.isfinite(actual)  # NaN prediction = errored
+            self._reference_regression = regression_figures(
+                regression_sums(values[rows], actual[rows]).sum(axis=0), 1
+            )
 
     def _output_bins(self) -> int:
         binning = self._output_numeric or self._output_categorical
@@ -562,6 +583,8 @@ class ModelMonitor:
             quality_total=self._quality(totals["numeric_quality"], totals["categorical_quality"]),
             latency=self._latency.value(),
             label_delay=self._label_delay.value(),
+            reference=self._reference_figures,
+            reference_regression=self._reference_regression,
         )
 
     def _quality(self, numeric: FloatArray, categorical: FloatArray) -> dict[str, dict[str, int]]:

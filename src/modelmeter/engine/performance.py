@@ -23,6 +23,7 @@ from modelmeter.engine.snapshot import ClassFigures, ClassificationFigures, Regr
 
 __all__ = [
     "classification_figures",
+    "confusion_counts",
     "confusion_index",
     "regression_figures",
     "regression_sums",
@@ -48,6 +49,23 @@ def confusion_index(predicted: IntArray, actual: IntArray, n_classes: int) -> In
     """Flat index ``predicted * n_classes + actual`` into a (k, k) confusion matrix."""
     flat: IntArray = predicted * n_classes + actual
     return flat
+
+
+def confusion_counts(predicted: IntArray, actual: IntArray, n_classes: int) -> FloatArray:
+    """(k, k) counts ``[p, a]`` from class codes; events without a prediction (code < 0) are
+    left out, as in realized performance.
+
+    >>> confusion_counts(np.array([0, 1, 1, -2]), np.array([0, 0, 1, 1]), 2)
+    array([[1., 0.],
+           [1., 1.]])
+    """
+    rows = predicted >= 0
+    if not rows.all():
+        predicted, actual = predicted[rows], actual[rows]
+    flat = confusion_index(predicted, actual, n_classes)
+    counts = np.bincount(flat, minlength=n_classes * n_classes).astype(np.float64)
+    matrix: FloatArray = counts.reshape(n_classes, n_classes)
+    return matrix
 
 
 def classification_figures(

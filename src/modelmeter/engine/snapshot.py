@@ -90,6 +90,11 @@ class Snapshot:
     realized figures); ``label_coverage`` is the labeled fraction of the predictions made in
     the window. ``realized``/``estimated`` are set for classification (``estimated`` only
     when the reference has scores), ``regression`` for regression.
+
+    ``reference`` (classification) and ``reference_regression`` (regression) are the same
+    figures computed on the reference data's predictions and labels: fixed per monitor,
+    derived from the reference (not stored in checkpoints), computed on every reference row
+    with a prediction whatever ``min_samples``; NaN only where a ratio is undefined.
     """
 
     time: float
@@ -114,6 +119,8 @@ class Snapshot:
     quality_total: Mapping[str, Mapping[str, int]]
     latency: Histogram
     label_delay: Histogram
+    reference: ClassificationFigures | None = None
+    reference_regression: RegressionFigures | None = None
 
     def to_dict(self) -> dict[str, Any]:
         """JSON-able form: NaN -> None, ``confusion_total`` as a list of records.
