@@ -30,8 +30,13 @@ from modelmeter.engine.drift import (
     NumericBinning,
     benjamini_hochberg,
     chi2_pvalue,
+    chi2_pvalue_rows,
     jensen_shannon,
+    jensen_shannon_rows,
+    ks_rows,
     psi,
+    psi_rows,
+    wasserstein_rows,
 )
 
 SHIFTS = [(0.0, 1.0), (0.3, 1.0), (1.0, 1.5), (-2.0, 0.5), (4.0, 1.0)]
@@ -127,6 +132,156 @@ def test_binned_wasserstein_is_close_for_a_pure_shift() -> None:
     counts = binning.counts(current)
     exact = stats.wasserstein_distance(reference, current) / binning.scale
     assert binning.wasserstein(counts, binning.sums(current)) == pytest.approx(exact, rel=0.02)
+
+
+def random_rows(
+    rng: np.random.Generator, rows: int = 60, bins: int = 9
+) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """(reference counts, reference sums, window counts, window sums) with awkward rows.
+
+    Sums put each bin's values at a random mean inside ``[bin, bin + 1)`` (per row and side),
+    so bin means are ordered as in real binnings and sometimes tie across the two sides.
+    """
+    reference = rng.integers(0, 60, (rows, bins)).astype(float)
+    current = rng.integers(0, 60, (rows, bins)).astype(float)
+    current[rng.random((rows, bins)) < 0.15] = 0.0  # bins empty in the window only
+    for i in range(0, rows, 3):  # bins empty on both sides (as many as all but one)
+        empty = rng.choice(bins, size=int(rng.integers(1, bins)), replace=False)
+        reference[i, empty] = current[i, empty] = 0.0
+    current[[1, 8]] = 0.0  # windows without counts
+    current[[4, 10, 22]] = rng.integers(0, 2, (3, bins))  # a handful of events (< min_samples)
+    reference[5] = 0.0  # a reference without counts
+    reference[14] = current[14] = 0.0  # nothing on either side
+    reference[16], current[16] = 0.0, 0.0  # a single bin left
+    reference[16, 3], current[16, 3] = 9.0, 5.0
+    current[19] = reference[19]  # the window is the reference
+    current[20] = reference[20] * 3
+    current[25] = 0.0
+    current[25, -1] = 7.0  # everything in the last bin (overflow)
+    positions = np.arange(bins) + rng.random((2, rows, bins))
+    positions[1, 19] = positions[0, 19]  # the same bin means on both sides: ties
+    return reference, reference * positions[0], current, current * positions[1]
+
+
+def binning_for(reference_counts: np.ndarray, reference_sums: np.ndarray) -> NumericBinning:
+    """A NumericBinning whose reference is the given bin counts and sums (its KS and
+    Wasserstein methods only use those, and the scale)."""
+    size = reference_counts.size
+    binning = NumericBinning(np.arange(size - 1.0), bins=size - 2)
+    assert binning.n_bins == size
+    binning.reference_counts, binning.reference_sums = reference_counts, reference_sums
+    binning.scale = 0.5 + size / 10
+    return binning
+
+
+@pytest.mark.parametrize("seed", range(4))
+def test_row_statistics_equal_the_scalar_ones_on_every_row(seed: int) -> None:
+    rng = np.random.default_rng(seed)
+    reference, reference_sums, current, current_sums = random_rows(rng)
+    binnings = [binning_for(r, s) for r, s in zip(reference, reference_sums, strict=True)]
+    scales = np.array([b.scale for b in binnings])
+    expected = {
+        "psi": [psi(r, c) for r, c in zip(reference, current, strict=True)],
+        "js": [jensen_shannon(r, c) for r, c in zip(reference, current, strict=True)],
+        "chi2": [chi2_pvalue(r, c) for r, c in zip(reference, current, strict=True)],
+        "ks": [b.ks(c) for b, c in zip(binnings, current, strict=True)],
+        "w": [
+            # A binning always has reference counts; without them the row figure is NaN.
+            b.wasserstein(c, s) if b.reference_counts.sum() > 0 else math.nan
+            for b, c, s in zip(binnings, current, current_sums, strict=True)
+        ],
+    }
+    # Padded with bins empty on both sides (features with fewer bins share a matrix that
+    # way): the same figures.
+    unpadded = (reference, reference_sums, current, current_sums)
+    padded = tuple(np.pad(a, ((0, 0), (0, 4))) for a in unpadded)
+    for ref, ref_sums, cur, cur_sums in (unpadded, padded):
+        rows = {
+            "psi": psi_rows(ref, cur),
+            "js": jensen_shannon_rows(ref, cur),
+            "chi2": chi2_pvalue_rows(ref, cur),
+            "ks": ks_rows(ref, cur),
+            "w": wasserstein_rows(ref, ref_sums, cur, cur_sums, scales),
+        }
+        for name, values in rows.items():
+            assert values.shape == (reference.shape[0],)
+            np.testing.assert_allclose(
+                values, expected[name], rtol=1e-12, atol=0, equal_nan=True, err_msg=name
+            )
+    # The awkward rows give what the scalar rules say.
+    assert math.isnan(expected["psi"][1]) and math.isnan(expected["chi2"][5])
+    assert expected["chi2"][16] == 1.0 and expected["ks"][19] == 0.0 == expected["w"][19]
+    assert expected["js"][14] == 0.0 and math.isnan(expected["chi2"][14])
+
+
+def test_row_statistics_refuse_mismatched_shapes() -> None:
+    with pytest.raises(ValueError, match="same shape"):
+        psi_rows(np.ones((2, 3)), np.ones((2, 4)))
+    with pytest.raises(ValueError, match="same shape"):
+        chi2_pvalue_rows(np.ones(3), np.ones(3))
+
+
+def test_monitor_numeric_drift_equals_the_scalar_statistics_per_feature() -> None:
+    # Features with different numbers of bins (ties merge quantile edges; a constant has one
+    # bin), one below min_samples in the window and one without any finite value there.
+    rng = np.random.default_rng(12)
+    n = 4000
+    reference = {
+        "normal": rng.normal(size=n),
+        "ties": rng.integers(0, 4, n).astype(float),
+        "constant": np.full(n, 2.0),
+        "sparse": rng.exponential(size=n),
+        "empty": rng.normal(size=n),
+    }
+    names = tuple(reference)
+    config = MonitorConfig(
+        task="regression",
+        features=tuple(FeatureSpec(name, "numeric") for name in names),
+        min_samples=200,
+        drift_bins=8,
+    )
+    predictions = reference["normal"] + rng.normal(size=n)
+    monitor = ModelMonitor(config, ReferenceData(reference, predictions, predictions))
+    k = 1500
+    window = {
+        "normal": rng.normal(0.4, 1.2, k),
+        "ties": rng.integers(-1, 6, k).astype(float),
+        "constant": np.where(rng.random(k) < 0.7, 2.0, 3.0),
+        "sparse": np.where(rng.random(k) < 0.9, np.nan, rng.exponential(size=k)),
+        "empty": np.full(k, np.nan),
+    }
+    monitor.observe(PredictionBatch(np.full(k, 10.0), window, window["normal"]))
+    snap = monitor.snapshot(now=10.0)
+    binnings = {name: NumericBinning(values, bins=8) for name, values in reference.items()}
+    assert len({b.n_bins for b in binnings.values()}) == 3
+    for name in names:
+        binning, values = binnings[name], window[name]
+        counts = binning.counts(values)
+        figures = snap.drift[name]
+        assert figures.samples == int(counts.sum())
+        if figures.samples < config.min_samples:
+            assert name in ("sparse", "empty")
+            assert all(
+                math.isnan(v)
+                for v in (
+                    figures.psi,
+                    figures.jensen_shannon,
+                    figures.ks,
+                    figures.wasserstein,
+                    figures.chi2_pvalue,
+                )
+            )
+            assert not figures.drifted
+            continue
+        ref = binning.reference_counts
+        assert figures.psi == pytest.approx(psi(ref, counts), rel=1e-12, abs=0)
+        assert figures.jensen_shannon == pytest.approx(jensen_shannon(ref, counts), rel=1e-12)
+        assert figures.ks == pytest.approx(binning.ks(counts), rel=1e-12, abs=0)
+        assert figures.wasserstein == pytest.approx(
+            binning.wasserstein(counts, binning.sums(values)), rel=1e-12, abs=0
+        )
+        assert figures.chi2_pvalue == pytest.approx(chi2_pvalue(ref, counts), rel=1e-12, abs=0)
+    assert snap.drift["ties"].drifted and snap.drift["normal"].drifted
 
 
 def test_benjamini_hochberg_matches_scipy() -> None:
@@ -264,3 +419,41 @@ def test_missing_and_infinite_values_are_not_binned() -> None:
         "unseen_category": 0,
         "wrong_type": 0,
     }
+
+
+def test_monitor_categorical_drift_equals_the_scalar_statistics_per_feature() -> None:
+    # Vocabularies of different sizes (the block pads them), one feature below min_samples.
+    rng = np.random.default_rng(13)
+    n, k = 3000, 1200
+    vocabularies = {"two": ["a", "b"], "five": list("abcde"), "sparse": ["x", "y", "z"]}
+    reference = {name: rng.choice(vocab, n).astype(object) for name, vocab in vocabularies.items()}
+    window = {
+        "two": rng.choice(["a", "b", "new"], k, p=[0.2, 0.7, 0.1]).astype(object),
+        "five": rng.choice(list("abcde"), k).astype(object),
+        "sparse": np.where(rng.random(k) < 0.95, None, "x").astype(object),
+    }
+    config = MonitorConfig(
+        task="regression",
+        features=tuple(FeatureSpec(name, "categorical") for name in vocabularies),
+        min_samples=200,
+    )
+    predictions = rng.normal(size=n)
+    monitor = ModelMonitor(config, ReferenceData(reference, predictions, predictions))
+    monitor.observe(PredictionBatch(np.full(k, 10.0), window, rng.normal(size=k)))
+    snap = monitor.snapshot(now=10.0)
+    for name, values in window.items():
+        binning = CategoricalBinning.fit(reference[name])
+        codes = binning.index(values)
+        counts = np.bincount(codes[codes < binning.n_bins], minlength=binning.n_bins).astype(
+            np.float64
+        )
+        figures = snap.drift[name]
+        assert figures.samples == int(counts.sum())
+        assert math.isnan(figures.ks) and math.isnan(figures.wasserstein)
+        if figures.samples < config.min_samples:
+            assert name == "sparse" and math.isnan(figures.psi) and not figures.drifted
+            continue
+        ref = binning.reference_counts
+        assert figures.psi == pytest.approx(psi(ref, counts), rel=1e-12)
+        assert figures.jensen_shannon == pytest.approx(jensen_shannon(ref, counts), rel=1e-12)
+        assert figures.chi2_pvalue == pytest.approx(chi2_pvalue(ref, counts), rel=1e-12)

@@ -27,6 +27,13 @@ Statistics, with reference proportions ``p`` and window proportions ``q`` over t
   contingency table, bins empty on both sides dropped, no continuity correction), which
   allows for the reference being a sample too.
 
+Each statistic also has a row-wise form (``psi_rows``, ``jensen_shannon_rows``, ``ks_rows``,
+``wasserstein_rows``, ``chi2_pvalue_rows``) taking (features, bins) matrices, so a snapshot
+computes the numeric features' drift in a few numpy calls whatever their number. On every
+row they give the one-vector functions' figures (to rounding; the tests check it), also when
+rows are padded at the end with bins empty on both sides, which is how features with fewer
+bins than others share a matrix.
+
 The Benjamini-Hochberg step-up procedure over the features' (and output's) p-values decides
 which ones drifted at false discovery rate ``drift_fdr``.
 
@@ -55,8 +62,13 @@ __all__ = [
     "NumericBinning",
     "benjamini_hochberg",
     "chi2_pvalue",
+    "chi2_pvalue_rows",
     "jensen_shannon",
+    "jensen_shannon_rows",
+    "ks_rows",
     "psi",
+    "psi_rows",
+    "wasserstein_rows",
 ]
 
 PSI_EPSILON = 1e-4
@@ -125,6 +137,188 @@ def chi2_pvalue(reference: FloatArray, current: FloatArray) -> float:
     expected = rows * table.sum(axis=0, keepdims=True) / total
     statistic = float(np.sum((table - expected) ** 2 / expected))
     return float(special.chdtrc(table.shape[1] - 1, statistic))  # = stats.chi2.sf, faster
+
+
+# ---------------------------------------------------------------------- row-wise forms
+
+
+def _row_proportions(counts: FloatArray) -> FloatArray:
+    """Each row of ``counts`` divided by its total (all NaN where the total is not positive)."""
+    totals = np.add.reduce(counts, axis=1, keepdims=True)
+    proportions: FloatArray = counts / np.where(totals > 0, totals, np.nan)  # NaN: no warning
+    return proportions
+
+
+def _rows(reference: FloatArray, current: FloatArray) -> tuple[FloatArray, FloatArray]:
+    """Two (m, bins) float arrays of the same shape; ValueError otherwise."""
+    reference = np.asarray(reference, dtype=np.float64)
+    current = np.asarray(current, dtype=np.float64)
+    if reference.ndim != 2 or reference.shape != current.shape:
+        raise ValueError(
+            "expected two (rows, bins) arrays of the same shape, "
+            f"got {reference.shape} and {current.shape}"
+        )
+    return reference, current
+
+
+def psi_rows(reference: FloatArray, current: FloatArray) -> FloatArray:
+    """:func:`psi` of each row of two (m, bins) count matrices: an (m,) array.
+
+    A row whose total is 0 (on either side) gives NaN. Rows may end with padding columns
+    that are 0 on both sides: they add nothing.
+
+    >>> reference = np.array([[50.0, 50.0], [10.0, 30.0]])
+    >>> current = np.array([[80.0, 20.0], [10.0, 30.0]])
+    >>> np.round(psi_rows(reference, current), 4).tolist()
+    [0.4159, 0.0]
+    """
+    reference, current = _rows(reference, current)
+    p = np.maximum(_row_proportions(reference), PSI_EPSILON)
+    q = np.maximum(_row_proportions(current), PSI_EPSILON)
+    values: FloatArray = np.add.reduce((q - p) * np.log(q / p), axis=1)
+    return values
+
+
+def jensen_shannon_rows(reference: FloatArray, current: FloatArray) -> FloatArray:
+    """:func:`jensen_shannon` of each row of two (m, bins) count matrices: an (m,) array.
+
+    A row whose total is 0 on one side gives NaN (0 when both sides are 0); bins empty on
+    both sides (padding included) add nothing.
+
+    >>> reference = np.array([[1.0, 0.0], [2.0, 2.0]])
+    >>> current = np.array([[0.0, 1.0], [5.0, 5.0]])
+    >>> jensen_shannon_rows(reference, current).tolist()
+    [1.0, 0.0]
+    """
+    reference, current = _rows(reference, current)
+    p = _row_proportions(reference)
+    q = _row_proportions(current)
+    m = (p + q) / 2.0
+    with np.errstate(divide="ignore", invalid="ignore"):  # 0 * log(0): dropped below
+        terms_p = p * np.log2(p / m)
+        terms_q = q * np.log2(q / m)
+    # Only positive proportions count (NaN, a row without counts, adds nothing either).
+    kl_p = np.add.reduce(np.where(p > 0, terms_p, 0.0), axis=1)
+    kl_q = np.add.reduce(np.where(q > 0, terms_q, 0.0), axis=1)
+    divergence = (kl_p + kl_q) / 2.0
+    distance: FloatArray = np.sqrt(np.maximum(divergence, 0.0))
+    return distance
+
+
+def ks_rows(reference: FloatArray, current: FloatArray) -> FloatArray:
+    """Binned KS statistic of each row of two (m, bins) count matrices: an (m,) array.
+
+    The largest gap between the two CDFs at the inner bin edges (after each bin but the
+    last), as :meth:`NumericBinning.ks`; NaN for a row whose total is 0 on either side.
+    Rows may end with padding columns that are 0 on both sides: the edges they add have the
+    gap of the whole CDFs, 1 - 1 (0 up to rounding), which changes nothing.
+
+    >>> reference = np.array([[10.0, 10.0, 10.0, 10.0], [5.0, 5.0, 0.0, 0.0]])
+    >>> current = np.array([[0.0, 10.0, 10.0, 20.0], [2.0, 8.0, 0.0, 0.0]])
+    >>> ks_rows(reference, current).tolist()
+    [0.25, 0.3]
+    """
+    reference, current = _rows(reference, current)
+    p = _row_proportions(reference)
+    q = _row_proportions(current)
+    gaps = np.abs(np.cumsum(p - q, axis=1)[:, :-1])
+    values: FloatArray = np.maximum.reduce(gaps, axis=1, initial=0.0)
+    return values
+
+
+def wasserstein_rows(
+    reference_counts: FloatArray,
+    reference_sums: FloatArray,
+    counts: FloatArray,
+    sums: FloatArray,
+    scale: FloatArray | float = 1.0,
+) -> FloatArray:
+    """Binned Wasserstein-1 distance of each row, divided by ``scale``: an (m,) array.
+
+    Rows are features: bin counts and per-bin value sums of the reference and of the window,
+    all (m, bins). Each non-empty bin's mass is put at its mean and the distance between
+    the two sets of point masses is computed exactly, as :meth:`NumericBinning.wasserstein`.
+    ``scale`` is one number or one per row. NaN for a row whose total is 0 on either side;
+    bins empty on both sides (padding included) add nothing.
+
+    >>> counts = np.array([[1.0, 1.0, 0.0], [0.0, 2.0, 2.0]])
+    >>> sums = np.array([[0.0, 1.0, 0.0], [0.0, 2.0, 6.0]])
+    >>> current = np.array([[0.0, 1.0, 1.0], [0.0, 4.0, 0.0]])
+    >>> current_sums = np.array([[0.0, 1.0, 2.0], [0.0, 4.0, 0.0]])
+    >>> wasserstein_rows(counts, sums, current, current_sums, np.array([1.0, 2.0])).tolist()
+    [1.0, 0.5]
+    """
+    reference_counts, counts = _rows(reference_counts, counts)
+    reference_sums, sums = _rows(reference_sums, sums)
+    if reference_sums.shape != counts.shape:
+        raise ValueError("counts and sums must have the same shape")
+    a, a_weights, a_filled = _row_bin_masses(reference_counts, reference_sums)
+    b, b_weights, b_filled = _row_bin_masses(counts, sums)
+    # Exact Wasserstein-1 of the weighted points: integral of |CDF_a - CDF_b|. Empty bins are
+    # NaN points, which sort after every other; a stable sort keeps the order of equal points.
+    points = np.concatenate([a, b], axis=1)
+    rows, width = points.shape
+    order = np.argsort(points, axis=1, kind="stable")
+    order += np.arange(0, rows * width, width)[:, None]  # flat positions, row by row
+    nothing = np.zeros(a.shape)
+    weights_a = np.concatenate([a_weights, nothing], axis=1).ravel()[order]
+    weights_b = np.concatenate([nothing, b_weights], axis=1).ravel()[order]
+    filled = np.concatenate([a_filled, b_filled], axis=1).ravel()[order]
+    gaps = np.abs(np.cumsum(weights_a, axis=1) - np.cumsum(weights_b, axis=1))[:, :-1]
+    steps = np.diff(points.ravel()[order], axis=1)  # NaN up to the next filled point: dropped
+    areas = np.where(filled[:, 1:], gaps * steps, 0.0)
+    distance: FloatArray = np.add.reduce(areas, axis=1) / scale
+    present = (np.add.reduce(reference_counts, axis=1) > 0) & (np.add.reduce(counts, axis=1) > 0)
+    if not present.all():
+        distance = np.where(present, distance, np.nan)
+    return distance
+
+
+def _row_bin_masses(
+    counts: FloatArray, sums: FloatArray
+) -> tuple[FloatArray, FloatArray, npt.NDArray[np.bool_]]:
+    """Per row: the mean of each bin (NaN if empty), its proportion, and which are filled."""
+    filled = counts > 0
+    means = sums / np.where(filled, counts, np.nan)  # NaN: no warning
+    totals = np.add.reduce(counts, axis=1, keepdims=True)
+    weights = np.where(filled, counts, 0.0) / np.where(totals > 0, totals, np.inf)
+    return means, weights, filled
+
+
+def chi2_pvalue_rows(reference: FloatArray, current: FloatArray) -> FloatArray:
+    """:func:`chi2_pvalue` of each row of two (m, bins) count matrices: an (m,) array.
+
+    Each row drops its own bins empty on both sides (padding included), so the degrees of
+    freedom differ by row: (bins non-empty on either side) - 1. With fewer than two such
+    bins the p-value is 1 if the window has counts (NaN if not); a row whose total is 0 on
+    either side otherwise gives NaN.
+
+    >>> reference = np.array([[50.0, 50.0, 0.0], [10.0, 0.0, 0.0]])
+    >>> current = np.array([[60.0, 40.0, 0.0], [30.0, 0.0, 0.0]])
+    >>> np.round(chi2_pvalue_rows(reference, current), 4).tolist()
+    [0.1552, 1.0]
+    """
+    reference, current = _rows(reference, current)
+    table = np.stack([reference, current], axis=1)  # (m, 2, bins)
+    columns = reference + current
+    filled = columns > 0
+    dof = filled.sum(axis=1) - 1
+    sides = table.sum(axis=2)  # (m, 2): reference and window totals
+    total = sides.sum(axis=1)
+    tested = (sides.min(axis=1) > 0) & (dof >= 1)
+    expected = sides[:, :, None] * columns[:, None, :] / np.where(tested, total, 1.0)[:, None, None]
+    terms = np.divide(
+        (table - expected) ** 2,
+        expected,
+        out=np.zeros(table.shape),
+        where=(filled & tested[:, None])[:, None, :],
+    )
+    statistic = terms.reshape(terms.shape[0], -1).sum(axis=1)
+    pvalues: FloatArray = special.chdtrc(np.maximum(dof, 1), statistic)  # = stats.chi2.sf
+    if not tested.all():
+        single = np.where((total > 0) & (sides[:, 1] > 0), 1.0, np.nan)
+        pvalues = np.where(tested, pvalues, np.where(dof < 1, single, np.nan))
+    return pvalues
 
 
 def benjamini_hochberg(pvalues: Sequence[float], fdr: float) -> list[bool]:

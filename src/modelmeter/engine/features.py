@@ -62,6 +62,20 @@ class NumericBlock:
         self._range_high = self._range_high[:, None]
         self._bin_offsets = (np.arange(self.m, dtype=np.int64) * self.width)[:, None]
         self._code_offsets = (np.arange(self.m, dtype=np.int64) * N_CODES)[:, None]
+        # The reference as (features, width - 1) matrices laid out like the window's: each
+        # feature's bins first, then zero padding up to the widest feature (see window_rows).
+        self.reference_counts: FloatArray = np.zeros((self.m, self.width - 1))
+        self.reference_sums: FloatArray = np.zeros((self.m, self.width - 1))
+        for j, binning in enumerate(self.binnings):
+            self.reference_counts[j, : binning.n_bins] = binning.reference_counts
+            self.reference_sums[j, : binning.n_bins] = binning.reference_sums
+        self.scales: FloatArray = np.array([b.scale for b in self.binnings], dtype=np.float64)
+        # Padding columns (None if every feature has all the columns): never counted, but a
+        # checkpoint only has to match the shapes, so window_rows clears them anyway.
+        columns = np.arange(self.width - 1)
+        n_bins = np.array([b.n_bins for b in self.binnings], dtype=np.int64)
+        padding = columns >= n_bins[:, None]
+        self._padding: BoolArray | None = padding if padding.any() else None
 
     def shapes(self) -> dict[str, tuple[int, ...]]:
         """The ring statistics of the block."""
@@ -103,6 +117,20 @@ class NumericBlock:
         sums = ring.window("numeric_sums").reshape(self.m, self.width)
         return [(bins[j, : b.n_bins], sums[j, : b.n_bins]) for j, b in enumerate(self.binnings)]
 
+    def window_rows(self, ring: BucketRing) -> tuple[FloatArray, FloatArray]:
+        """Window bin counts and per-bin value sums as (features, width - 1) matrices.
+
+        Row ``j`` holds the ``n_bins`` bins of feature ``j``, then zeros (padding up to the
+        widest feature); the junk column is left out. ``reference_counts`` and
+        ``reference_sums`` have the same layout.
+        """
+        bins = ring.window("numeric_bins").reshape(self.m, self.width)[:, :-1]
+        sums = ring.window("numeric_sums").reshape(self.m, self.width)[:, :-1]
+        if self._padding is not None:
+            bins = np.where(self._padding, 0.0, bins)
+            sums = np.where(self._padding, 0.0, sums)
+        return bins, sums
+
 
 class CategoricalBlock:
     """The categorical features: vocabulary codes and quality codes on a matrix."""
@@ -119,6 +147,10 @@ class CategoricalBlock:
         self._missing = np.array([b.missing for b in self.binnings], dtype=np.int64)[:, None]
         self._bin_offsets = (np.arange(self.m, dtype=np.int64) * self.width)[:, None]
         self._code_offsets = (np.arange(self.m, dtype=np.int64) * N_CODES)[:, None]
+        # Reference counts padded with zeros to the widest vocabulary (see window_rows).
+        self.reference_counts: FloatArray = np.zeros((self.m, self.width - 1))
+        for j, binning in enumerate(self.binnings):
+            self.reference_counts[j, : binning.n_bins] = binning.reference_counts
 
     def shapes(self) -> dict[str, tuple[int, ...]]:
         """The ring statistics of the block."""
@@ -152,3 +184,10 @@ class CategoricalBlock:
         """Per feature: window bin counts (vocabulary, then ``other``)."""
         bins = ring.window("categorical_bins").reshape(self.m, self.width)
         return [bins[j, : b.n_bins] for j, b in enumerate(self.binnings)]
+
+    def window_rows(self, ring: BucketRing) -> FloatArray:
+        """Window bin counts as a (features, width - 1) matrix laid out as ``reference_counts``:
+        row ``j`` holds the ``n_bins`` bins of feature ``j``, then zeros (no code ever lands in
+        the padding); the junk column is left out."""
+        bins = ring.window("categorical_bins").reshape(self.m, self.width)[:, :-1]
+        return bins
