@@ -29,10 +29,10 @@ Statistics, with reference proportions ``p`` and window proportions ``q`` over t
 
 Each statistic also has a row-wise form (``psi_rows``, ``jensen_shannon_rows``, ``ks_rows``,
 ``wasserstein_rows``, ``chi2_pvalue_rows``) taking (features, bins) matrices, so a snapshot
-computes the numeric features' drift in a few numpy calls whatever their number. On every
-row they give the one-vector functions' figures (to rounding; the tests check it), also when
-rows are padded at the end with bins empty on both sides, which is how features with fewer
-bins than others share a matrix.
+computes the drift of all numeric (and all categorical) features in a few numpy calls
+whatever their number. On every row they give the one-vector functions' figures (to
+rounding; the tests check it), also when rows are padded at the end with bins empty on both
+sides, which is how features with fewer bins than others share a matrix.
 
 The Benjamini-Hochberg step-up procedure over the features' (and output's) p-values decides
 which ones drifted at false discovery rate ``drift_fdr``.
