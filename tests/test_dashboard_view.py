@@ -381,3 +381,14 @@ def test_cards_fall_back_to_the_start_of_the_range_without_a_reference(
             f"{realized[metric] - start[metric]:+.3f} vs start of the 15m range"
         )
         assert "exports no reference figure" in change.title
+
+
+def test_a_single_instant_gets_a_readable_minute_around_it() -> None:
+    from modelmeter.dashboard.figures import line_figure
+
+    t = 1_795_735_536_000  # epoch ms, as view._matrix gives them
+    one = line_figure({"a": {"t": [t], "v": [0.8]}}, "rev", "empty")
+    assert one["layout"]["xaxis"]["range"] == [t - 30_000, t + 30_000]
+    assert one["layout"]["xaxis"]["tickformat"] == "%H:%M:%S"
+    many = line_figure({"a": {"t": [t, t + 15_000], "v": [0.8, 0.7]}}, "rev", "empty")
+    assert "range" not in many["layout"]["xaxis"]  # Plotly fits the data, zoom survives

@@ -125,6 +125,13 @@ def line_figure(
                 "font": {"color": color, "size": 11},
             }
         )
+    instants = {t for points in series.values() for t in points["t"]}
+    if len(instants) == 1:
+        # One instant only: Plotly would spread it over milliseconds; show a minute around it.
+        (instant,) = instants
+        layout["xaxis"]["tickformat"] = "%H:%M:%S"
+        if isinstance(instant, (int, float)):  # epoch ms
+            layout["xaxis"]["range"] = [instant - 30_000, instant + 30_000]
     if not traces:
         annotations.append(
             {
