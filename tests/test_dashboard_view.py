@@ -392,3 +392,56 @@ def test_a_single_instant_gets_a_readable_minute_around_it() -> None:
     assert one["layout"]["xaxis"]["tickformat"] == "%H:%M:%S"
     many = line_figure({"a": {"t": [t, t + 15_000], "v": [0.8, 0.7]}}, "rev", "empty")
     assert "range" not in many["layout"]["xaxis"]  # Plotly fits the data, zoom survives
+
+
+def test_a_regression_model_gets_error_cards_and_an_unbounded_graph() -> None:
+    from sklearn.metrics import mean_absolute_error, mean_squared_error
+
+    from modelmeter.engine import LabelBatch, ModelMonitor, PredictionBatch
+    from modelmeter.spec import load_reference, load_spec
+
+    spec = load_spec(EXAMPLES / "regression-spec.yaml")
+    reference = load_reference(spec)
+    monitor = ModelMonitor(spec.monitor_config(), reference)
+    n, t = 120, T0
+    stamps = np.full(n, t)
+    predictions = np.asarray(reference.predictions[:n], dtype=np.float64) + 10.0  # worse
+    monitor.observe(
+        PredictionBatch(
+            stamps, {k: np.asarray(v[:n]) for k, v in reference.features.items()}, predictions
+        ),
+        now=t,
+    )
+    labels = np.asarray(reference.labels[:n], dtype=np.float64)
+    monitor.label(LabelBatch(stamps + 5, stamps, predictions, labels), now=t + 5)
+    exported = _exported(spec, monitor.snapshot(t + 10))
+    answers = _empty_answers() | {
+        "instant": {
+            "resultType": "vector",
+            "result": [{"metric": lab, "value": [t + 10, repr(v)]} for lab, v in exported],
+        }
+    }
+    catalog = [{"model": "cancer", "version": "v1", "task": "regression"}]
+    view = build_view(RawRefresh(Selection("cancer", "v1"), t + 10, catalog, answers, {}, 8))
+    out = render_view(view)
+    ref_y = np.asarray(reference.labels, dtype=np.float64)
+    ref_p = np.asarray(reference.predictions, dtype=np.float64)
+    expected = {
+        "mean_absolute_error": (
+            mean_absolute_error(labels, predictions),
+            mean_absolute_error(ref_y, ref_p),
+        ),
+        "root_mean_squared_error": (
+            mean_squared_error(labels, predictions) ** 0.5,
+            mean_squared_error(ref_y, ref_p) ** 0.5,
+        ),
+    }
+    assert [c["metric"] for c in view["cards"]] == list(expected)
+    for card in view["cards"]:
+        realized, on_reference = expected[card["metric"]]
+        assert card["realized"] == pytest.approx(realized, rel=1e-12)
+        assert card["reference"] == pytest.approx(on_reference, rel=1e-12)
+        change = _component(out["cards"], f"card-{card['metric']}-change")
+        assert _text(change) == f"{realized - on_reference:+.3f} vs reference"
+        assert "delta-down" in change.children[0].className  # a larger error is worse: red
+    assert "range" not in out["figures"]["perf-graph"]["layout"]["yaxis"]  # errors: not in [0, 1]

@@ -19,7 +19,7 @@ from dash import html
 from modelmeter.dashboard import format as fmt
 from modelmeter.dashboard.figures import COLORS, PALETTE, line_figure
 from modelmeter.dashboard.queries import DRIFT_TOP
-from modelmeter.dashboard.view import METRICS, QUALITY_ISSUES, iso
+from modelmeter.dashboard.view import QUALITY_ISSUES, REGRESSION_METRICS, card_metrics, iso
 
 __all__ = ["NO_MODEL", "render_view"]
 
@@ -66,6 +66,8 @@ def _card(card: Mapping[str, Any], view: Mapping[str, Any]) -> html.Div:
         hint = f"waiting for ≥ {min_samples} labeled predictions in the window"
     else:
         hint = f"{fmt.count(card['labeled'])} labeled in window"
+    regression = metric in dict(REGRESSION_METRICS)  # errors: no estimate, lower is better
+    predictions = html.Span(f"{fmt.count(card['predictions'])} predictions")
     return html.Div(
         [
             html.Div(card["label"], className="card-title"),
@@ -73,17 +75,22 @@ def _card(card: Mapping[str, Any], view: Mapping[str, Any]) -> html.Div:
                 fmt.ratio(card["realized"]), className="card-value", id=f"card-{metric}-realized"
             ),
             html.Div(
-                [
+                [predictions]
+                if regression
+                else [
                     html.Span("estimated "),
                     html.Strong(fmt.ratio(card["estimated"]), id=f"card-{metric}-estimated"),
-                    html.Span(f" · {fmt.count(card['predictions'])} predictions"),
+                    html.Span(" · "),
+                    predictions,
                 ],
                 className="card-line",
             ),
             html.Div(hint, className="card-line card-muted", id=f"card-{metric}-samples"),
             html.Div(
                 [
-                    html.Strong(fmt.delta(change), className=f"delta delta-{_sign(change)}"),
+                    html.Strong(
+                        fmt.delta(change), className=f"delta delta-{_better(change, regression)}"
+                    ),
                     html.Span(f" vs {against}"),
                 ],
                 className="card-line",
@@ -132,10 +139,11 @@ def _change(card: Mapping[str, Any], view: Mapping[str, Any]) -> tuple[float | N
     )
 
 
-def _sign(value: float | None) -> str:
-    if value is None or abs(value) < 5e-4:
+def _better(change: float | None, lower_is_better: bool) -> str:
+    """CSS class of a change: ``up`` (green) when better, ``down`` (red) when worse."""
+    if change is None or abs(change) < 5e-4:
         return "flat"
-    return "up" if value > 0 else "down"
+    return "up" if (change < 0 if lower_is_better else change > 0) else "down"
 
 
 def _since(active_at: str | None, now: float) -> str:
@@ -377,7 +385,8 @@ def _figures(view: Mapping[str, Any]) -> dict[str, Any]:
     rev = f"{view.get('model')}|{view.get('version')}|{view.get('range_key')}"
     perf_src = series.get("perf") or {}
     perf, names, colors, dashed = {}, {}, {}, []
-    for i, (metric, label) in enumerate(METRICS):
+    metrics = card_metrics(view.get("task"))
+    for i, (metric, label) in enumerate(metrics):
         for kind in ("", "estimated_"):
             key = f"model_{kind}{metric}"
             if key in perf_src:
@@ -420,7 +429,7 @@ def _figures(view: Mapping[str, Any]) -> dict[str, Any]:
             names=names,
             colors=colors,
             dashed=dashed,
-            y_range=(0, 1.02),
+            y_range=None if metrics is REGRESSION_METRICS else (0, 1.02),
             thresholds=acc_lines,
         ),
         "throughput-graph": line_figure(

@@ -25,6 +25,17 @@ METRICS: tuple[tuple[str, str], ...] = (
     ("recall", "Recall"),
     ("f1_score", "F1"),
 )
+REGRESSION_METRICS: tuple[tuple[str, str], ...] = (
+    ("mean_absolute_error", "MAE"),
+    ("root_mean_squared_error", "RMSE"),
+)
+
+
+def card_metrics(task: str | None) -> tuple[tuple[str, str], ...]:
+    """The (metric, label) pairs of the cards and the performance graph for a task."""
+    return REGRESSION_METRICS if task == "regression" else METRICS
+
+
 QUALITY_ISSUES = ("missing", "out_of_range", "unseen_category", "wrong_type")
 DRIFT_STATISTICS = ("psi", "jensen_shannon", "ks", "wasserstein", "chi2_pvalue")
 SEVERITY_ORDER = {"critical": 0, "warning": 1}
@@ -92,9 +103,11 @@ def _first(values: list[float | None]) -> float | None:
     return next((v for v in values if v is not None), None)
 
 
-def _cards(by_name: Mapping[str, list[Any]], perf: Mapping[str, Any]) -> list[dict[str, Any]]:
+def _cards(
+    by_name: Mapping[str, list[Any]], perf: Mapping[str, Any], task: str | None
+) -> list[dict[str, Any]]:
     cards = []
-    for metric, label in METRICS:
+    for metric, label in card_metrics(task):
         realized = _one(by_name, f"model_{metric}")
         source = "collector"
         if realized is None:
@@ -243,7 +256,7 @@ def build_view(raw: RawRefresh) -> dict[str, Any]:
             "thresholds": thresholds,
             "min_samples": _one(by_name, "model_min_samples"),
             "window_seconds": _one(by_name, "model_window_seconds"),
-            "cards": _cards(by_name, perf),
+            "cards": _cards(by_name, perf, task),
             "ops": {
                 k: derived.get(k)
                 for k in (
