@@ -635,7 +635,6 @@ class ModelMonitor:
         block = self._numeric
         counts, sums = block.window_rows(self._ring)
         reference = block.reference_counts
-        samples = counts.sum(axis=1)
         statistics = np.stack(
             [
                 psi_rows(reference, counts),
@@ -646,13 +645,7 @@ class ModelMonitor:
             ],
             axis=1,
         )
-        enough = (samples >= self.config.min_samples) & (samples > 0)
-        if not enough.all():
-            statistics[~enough] = NAN
-        return [
-            (int(n), *values)
-            for n, values in zip(samples.tolist(), statistics.tolist(), strict=True)
-        ]
+        return self._guarded_rows(counts.sum(axis=1), statistics)
 
     def _categorical_block_drift(self) -> list[tuple[int, float, float, float, float, float]]:
         """:meth:`_categorical_drift` of every categorical feature at once (row-wise statistics
@@ -660,7 +653,6 @@ class ModelMonitor:
         block = self._categorical
         counts = block.window_rows(self._ring)
         reference = block.reference_counts
-        samples = counts.sum(axis=1)
         nan = np.full(block.m, NAN)
         statistics = np.stack(
             [
@@ -672,6 +664,13 @@ class ModelMonitor:
             ],
             axis=1,
         )
+        return self._guarded_rows(counts.sum(axis=1), statistics)
+
+    def _guarded_rows(
+        self, samples: FloatArray, statistics: FloatArray
+    ) -> list[tuple[int, float, float, float, float, float]]:
+        """One ``(samples, psi, js, ks, wasserstein, chi2 p)`` per row; NaN figures where the
+        window holds fewer than ``min_samples`` values."""
         enough = (samples >= self.config.min_samples) & (samples > 0)
         if not enough.all():
             statistics[~enough] = NAN
