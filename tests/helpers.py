@@ -18,7 +18,7 @@ import sys
 import time
 from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import Any, NoReturn, TypeVar
 
 import httpx
 import pytest
@@ -28,6 +28,13 @@ T = TypeVar("T")
 IN_CI = os.environ.get("CI", "").lower() in {"1", "true", "yes"}
 REPO = Path(__file__).resolve().parents[1]
 DEPLOY = REPO / "deploy"
+
+
+def missing(message: str) -> NoReturn:
+    """A component the test needs is not here: skip locally, fail under CI (never skip there)."""
+    if IN_CI:
+        pytest.fail(message)
+    pytest.skip(message)
 
 
 def require_binary(*names: str) -> str:
@@ -44,9 +51,7 @@ def require_binary(*names: str) -> str:
         f"{' or '.join(names)} not found on PATH; install it with: apt-get install -y "
         "--no-install-recommends prometheus prometheus-alertmanager chromium chromium-driver"
     )
-    if IN_CI:
-        pytest.fail(message)
-    pytest.skip(message)
+    missing(message)
 
 
 def free_port() -> int:

@@ -14,9 +14,9 @@ large batches run at the speed of ``searchsorted``.
 >>> ring = BucketRing(1, 10.0, block.shapes())
 >>> ring.advance(0.0)
 >>> _ = block.count(ring, np.array([[0.0, 5.0, 9.0, 12.0, np.nan]]), None, np.zeros(5, np.int64))
->>> counts, sums = block.window(ring)[0]
+>>> counts, sums = block.window_rows(ring)
 >>> counts.tolist(), sums.tolist()  # bins: under, [0, 4.5), [4.5, 9], over
-([0.0, 1.0, 2.0, 1.0], [0.0, 0.0, 14.0, 12.0])
+([[0.0, 1.0, 2.0, 1.0]], [[0.0, 0.0, 14.0, 12.0]])
 """
 
 from __future__ import annotations
@@ -111,12 +111,6 @@ class NumericBlock:
         )
         return quality
 
-    def window(self, ring: BucketRing) -> list[tuple[FloatArray, FloatArray]]:
-        """Per feature: window bin counts and per-bin value sums (without the junk column)."""
-        bins = ring.window("numeric_bins").reshape(self.m, self.width)
-        sums = ring.window("numeric_sums").reshape(self.m, self.width)
-        return [(bins[j, : b.n_bins], sums[j, : b.n_bins]) for j, b in enumerate(self.binnings)]
-
     def window_rows(self, ring: BucketRing) -> tuple[FloatArray, FloatArray]:
         """Window bin counts and per-bin value sums as (features, width - 1) matrices.
 
@@ -180,14 +174,9 @@ class CategoricalBlock:
         ring.add("categorical_bins", slots, codes + self._bin_offsets)
         return quality
 
-    def window(self, ring: BucketRing) -> list[FloatArray]:
-        """Per feature: window bin counts (vocabulary, then ``other``)."""
-        bins = ring.window("categorical_bins").reshape(self.m, self.width)
-        return [bins[j, : b.n_bins] for j, b in enumerate(self.binnings)]
-
     def window_rows(self, ring: BucketRing) -> FloatArray:
         """Window bin counts as a (features, width - 1) matrix laid out as ``reference_counts``:
         row ``j`` holds the ``n_bins`` bins of feature ``j``, then zeros (no code ever lands in
         the padding); the junk column is left out."""
-        bins = ring.window("categorical_bins").reshape(self.m, self.width)[:, :-1]
+        bins: FloatArray = ring.window("categorical_bins").reshape(self.m, self.width)[:, :-1]
         return bins
