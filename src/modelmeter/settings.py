@@ -172,7 +172,44 @@ class Settings:
         "MODELMETER_MAX_MODELS", _positive_int, 100, "most registered models (409)"
     )
     max_versions: int = _setting(
-        "MODELMETER_MAX_VERSIONS", _positive_int, 10, "most versions per model"
+        "MODELMETER_MAX_VERSIONS",
+        _positive_int,
+        10,
+        "most live versions per model; a new version beyond it retires the least recently "
+        "used one (its series leave /metrics, its late labels are counted as retired)",
+    )
+    version_idle_seconds: float = _setting(
+        "MODELMETER_VERSION_IDLE",
+        parse_duration,
+        7 * 86400.0,
+        "a version that received no prediction for this long retires (0 = never)",
+    )
+    max_model_state_bytes: int = _setting(
+        "MODELMETER_MAX_MODEL_STATE_BYTES",
+        parse_size,
+        256 * 1024**2,
+        "most engine memory one model may need at MODELMETER_MAX_VERSIONS live versions "
+        "(features x bins x buckets); a spec above it is refused (422)",
+    )
+    max_model_series: int = _setting(
+        "MODELMETER_MAX_MODEL_SERIES",
+        _positive_int,
+        50_000,
+        "most Prometheus series one model may export at MODELMETER_MAX_VERSIONS live versions "
+        "and MODELMETER_MAX_REPLICAS replicas; a spec above it is refused (422)",
+    )
+    max_categories: int = _setting(
+        "MODELMETER_MAX_CATEGORIES",
+        _positive_int,
+        100,
+        "most categories a categorical feature takes from the reference data (the most "
+        "frequent; the rest count as one 'other'); categories listed in the spec are kept",
+    )
+    max_reference_bytes: int = _setting(
+        "MODELMETER_MAX_REFERENCE_BYTES",
+        parse_size,
+        64 * 1024**2,
+        "largest reference file read from MODELMETER_REFERENCE_DIR (422 above it)",
     )
     max_replicas: int = _setting(
         "MODELMETER_MAX_REPLICAS", _positive_int, 32, "most serving replicas tracked per model"
@@ -189,12 +226,38 @@ class Settings:
         5.0,
         "how often engine state is checkpointed to the store",
     )
+    store_budget_bytes: int = _setting(
+        "MODELMETER_STORE_BUDGET",
+        parse_size,
+        8 * 1024**3,
+        "disk budget of the SQLite store; when reached, the oldest predictions waiting for a "
+        "label expire early (counted in modelmeter_expired_events_total); 0 = no budget",
+    )
+    max_wal_bytes: int = _setting(
+        "MODELMETER_MAX_WAL_BYTES",
+        parse_size,
+        64 * 1024**2,
+        "the SQLite write-ahead log is checkpointed and truncated back to this size",
+    )
     sqlite_synchronous: str = _setting(
         "MODELMETER_SQLITE_SYNCHRONOUS",
         _sync_mode,
         "FULL",
         "FULL: an acknowledged event survives power loss; NORMAL: faster, survives a "
         "process crash (kill -9) but the last commits may be lost on power loss",
+    )
+    allow_open: bool = _setting(
+        "MODELMETER_ALLOW_OPEN",
+        parse_bool,
+        False,
+        "start on a non-loopback address without MODELMETER_WRITE_TOKENS (anyone who reaches "
+        "the port can register models and send events)",
+    )
+    debug_endpoints: bool = _setting(
+        "MODELMETER_DEBUG_ENDPOINTS",
+        parse_bool,
+        False,
+        "serve /debug/timings (per-stage ingestion seconds, for bench/ingest.py)",
     )
     log_level: str = _setting("MODELMETER_LOG_LEVEL", str, "info", "uvicorn log level")
 

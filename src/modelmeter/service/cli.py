@@ -35,6 +35,13 @@ _FLAG_CASTS: dict[str, Callable[[str], Any]] = {
     "max_models": int,
     "max_versions": int,
     "max_replicas": int,
+    "version_idle_seconds": parse_duration,
+    "max_model_state_bytes": parse_size,
+    "max_model_series": int,
+    "max_categories": int,
+    "max_reference_bytes": parse_size,
+    "store_budget_bytes": parse_size,
+    "max_wal_bytes": parse_size,
     "replica_idle_seconds": parse_duration,
     "checkpoint_interval_seconds": parse_duration,
     "sqlite_synchronous": str.upper,
@@ -43,6 +50,8 @@ _FLAG_CASTS: dict[str, Callable[[str], Any]] = {
 _FLAG_NAMES = {
     "label_ttl_seconds": "--label-ttl",
     "replica_idle_seconds": "--replica-idle",
+    "version_idle_seconds": "--version-idle",
+    "store_budget_bytes": "--store-budget",
     "checkpoint_interval_seconds": "--checkpoint-interval",
 }
 
@@ -53,7 +62,7 @@ def configure(parser: argparse.ArgumentParser) -> None:
         parser.description = __doc__
     for name, env, default, help_text in Settings.describe():
         flag = _FLAG_NAMES.get(name, "--" + name.replace("_", "-"))
-        if name == "protect_metrics":
+        if name in ("protect_metrics", "allow_open", "debug_endpoints"):
             parser.add_argument(
                 flag,
                 dest=name,

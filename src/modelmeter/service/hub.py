@@ -21,7 +21,6 @@ import threading
 import time
 from collections import defaultdict
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Any
 
 import orjson
@@ -43,6 +42,7 @@ from modelmeter.service.ingest import (
     validate_resources,
 )
 from modelmeter.settings import Settings
+from modelmeter.service.references import read_reference
 from modelmeter.spec import ModelSpec, SpecError, load_reference, load_spec
 from modelmeter.store import ModelRecord, Store
 
@@ -101,48 +101,6 @@ class ModelEntry:
             self.applied_seq[version] = 0
             self.checkpoint_seq[version] = 0
         return found
-
-
-def _reference_bytes(spec: ModelSpec, reference_dir: Path | None) -> tuple[bytes, str]:
-    """Read ``reference.path``: inside ``reference_dir`` if that is set, else any readable file."""
-    if spec.reference.path is None:
-        raise SpecError(
-            [
-                (
-                    "reference.path",
-                    "no reference data: give reference.path or upload the file "
-                    "(multipart field 'reference')",
-                )
-            ]
-        )
-    path = Path(spec.reference.path)
-    if reference_dir is not None:
-        path = (reference_dir / path).resolve()
-        if not path.is_relative_to(reference_dir.resolve()):
-            raise SpecError(
-                [
-                    (
-                        "reference.path",
-                        f"{spec.reference.path!r} is outside the collector's reference directory "
-                        "(MODELMETER_REFERENCE_DIR); put the file there or upload it "
-                        "(multipart field 'reference')",
-                    )
-                ]
-            )
-    elif spec.base_dir is not None and not path.is_absolute():
-        path = spec.base_dir / path
-    try:
-        return path.read_bytes(), path.name
-    except OSError as exc:
-        raise SpecError(
-            [
-                (
-                    "reference.path",
-                    f"the collector cannot read {str(path)!r}: {exc.strerror}; "
-                    "give a path readable by the collector or upload the file",
-                )
-            ]
-        ) from None
 
 
 def _fingerprint(document: bytes, reference: bytes | None) -> bytes:
@@ -238,7 +196,7 @@ class Hub:
         register at every start.
         """
         if reference is None:
-            reference, reference_name = _reference_bytes(spec, self.settings.reference_dir)
+            reference, reference_name = read_reference(spec, self.settings)
         document = orjson.dumps(spec.to_dict())
         fingerprint = _fingerprint(document, reference)
         existing = self.models.get(name)

@@ -24,6 +24,7 @@ payload is written to the store's operation log and turned into a ``PredictionBa
 
 from __future__ import annotations
 
+import dataclasses
 import functools
 import itertools
 import math
@@ -171,6 +172,8 @@ class Resources:
     cpu_ratio: float | None
     memory_bytes: float | None
     version: str | None
+    #: events the SDK of this replica dropped since it started, ``kind -> count`` (cumulative)
+    dropped: Mapping[str, int] = dataclasses.field(default_factory=dict)
 
 
 class _Reject(Exception):
@@ -441,11 +444,25 @@ def validate_resources(doc: Any) -> Resources | None:
     version = res.get("version")
     if version is not None and not (isinstance(version, str) and VERSION_NAME.match(version)):
         raise IngestError(422, "'resources.version' must match [A-Za-z0-9_.:-]{1,64}")
+    dropped_raw = res.get("dropped")
+    dropped: dict[str, int] = {}
+    if dropped_raw is not None:
+        if not isinstance(dropped_raw, dict) or not set(dropped_raw) <= {"predictions", "labels"}:
+            raise IngestError(
+                422, "'resources.dropped' must be an object {predictions: n, labels: n}"
+            )
+        for kind, count in dropped_raw.items():
+            if type(count) is not int or not 0 <= count < 2**53:
+                raise IngestError(
+                    422, f"'resources.dropped.{kind}' must be an integer >= 0, got {_show(count)}"
+                )
+            dropped[kind] = count
     return Resources(
         replica,
         None if cpu is None else float(cpu),
         None if mem is None else float(mem),
         version,
+        dropped,
     )
 
 

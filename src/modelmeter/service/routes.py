@@ -243,6 +243,21 @@ async def delete_model(model: str, request: Request) -> Response:
     return Response(status_code=204)
 
 
+@router.delete(
+    "/v1/models/{model}/versions/{version}",
+    status_code=204,
+    responses=ERROR_RESPONSES,
+    openapi_extra={"security": _SECURITY},
+    summary="Retire a model version: its series leave /metrics; its late labels are counted",
+)
+async def delete_version(model: str, version: str, request: Request) -> Response:
+    _authorize(request, "write")
+    _check_name(model)
+    hub = _hub(request)
+    await anyio.to_thread.run_sync(hub.retire_version, model, version, time.time())
+    return Response(status_code=204)
+
+
 # --- reading --------------------------------------------------------------------------------
 
 
