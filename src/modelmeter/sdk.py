@@ -45,7 +45,11 @@ from typing import Any
 import httpx
 import numpy as np
 import orjson
-import psutil
+
+try:
+    import psutil
+except ImportError:  # a dependency, but the SDK still works without it (no CPU and memory)
+    psutil = None  # type: ignore[assignment]
 
 __all__ = ["Client", "MonitoredEstimator", "monitor"]
 
@@ -99,17 +103,23 @@ class _RateLimitedLog:
 
 
 class _ResourceSampler:
-    """CPU ratio (1.0 = one core) and RSS of this process, sampled at most once per second."""
+    """CPU ratio (1.0 = one core) and RSS of this process, sampled at most once per second.
+
+    Without psutil ``sample()`` is None; ``replica`` is this process's name either way.
+    """
 
     def __init__(self, min_interval: float = 1.0) -> None:
         self.min_interval = min_interval
-        self._process = psutil.Process()
-        self._process.cpu_percent(None)  # first call starts the measurement interval
-        self._replica = replica_name()
+        self.replica = replica_name()
+        self._process = psutil.Process() if psutil is not None else None
+        if self._process is not None:
+            self._process.cpu_percent(None)  # first call starts the measurement interval
         self._last_time = -float("inf")
         self._last: dict[str, Any] | None = None
 
     def sample(self) -> dict[str, Any] | None:
+        if self._process is None:
+            return None
         now = time.monotonic()
         if self._last is None or now - self._last_time >= self.min_interval:
             try:
@@ -118,7 +128,7 @@ class _ResourceSampler:
                     rss = self._process.memory_info().rss
             except psutil.Error:  # pragma: no cover - the process always sees itself
                 return self._last
-            self._last = {"replica": self._replica, "cpu_ratio": cpu, "memory_bytes": int(rss)}
+            self._last = {"replica": self.replica, "cpu_ratio": cpu, "memory_bytes": int(rss)}
             self._last_time = now
         return self._last
 
@@ -232,15 +242,32 @@ class Client:
     token: bearer token when the collector requires one for writes.
     batch_size: events per request; a full batch is sent at once.
     flush_interval: seconds between sends of a partial batch.
-    max_queue: events held in memory at most (predictions and labels each); more are dropped.
+    max_queue: events held in memory at most, for predictions and for labels separately (a
+        full prediction queue never takes the room of labels); more are dropped.
     timeout: seconds for one HTTP request.
     block_timeout: seconds a caller may wait for room in a full queue (0: drop at once).
     max_backoff: longest pause between two retries, in seconds.
 
     ``stats`` counts events: ``sent`` (acknowledged by the collector), ``dropped`` (queue
-    full, or undeliverable at exit), ``rejected`` (refused by the collector with a 4xx or
-    per event), ``retried`` (requests repeated after a connection error, 429 or 5xx) and
-    ``queued`` (waiting now).
+    full, not encodable, or undeliverable at exit), ``rejected`` (refused by the collector with
+    a 4xx or per event), ``retried`` (requests repeated after a connection error, 429 or 5xx)
+    and ``queued`` (waiting now).
+
+    The client reports its losses to the collector: ``reported_drops`` (per kind, cumulative
+    since the client started: the ``dropped`` events plus those refused by a 4xx answer to the
+    whole request) travels as ``resources.dropped`` with every predictions request, and the
+    collector exports it as ``modelmeter_client_dropped_events_total{model, replica, kind}``.
+    Events the collector rejects one by one (its ``rejected`` list) are the collector's own
+    count and are not reported again. Labels travel in their own requests, which carry no
+    report: a label dropped while no predictions are sent is reported with the next
+    predictions request.
+
+    Sending order: the sender sends a batch of predictions, then at most one batch of the
+    labels whose predictions have already been sent (every prediction logged before the label
+    through this client), and so on. A label therefore waits for the predictions queued before
+    it, never for the ones queued after it: sustained prediction traffic cannot starve labels,
+    and a label usually finds its prediction at the collector (one that arrives first is held
+    there as pending and joined later).
 
     At interpreter exit the client flushes for up to 2 s (``close`` for longer). In a forked
     child (pre-forking servers) it starts over with an empty queue and its own sender.
@@ -298,6 +325,7 @@ class Client:
         if token:
             self._headers["Authorization"] = f"Bearer {token}"
         self._counts = {"sent": 0, "dropped": 0, "rejected": 0, "retried": 0}
+        self._lost = {"predictions": 0, "labels": 0}
         self._start()
         atexit.register(self._atexit)
         # a pre-forking server (gunicorn --preload) forks after the client exists: the child
@@ -307,8 +335,11 @@ class Client:
     def _start(self) -> None:
         """(Re)create the queue, the locks and the sender thread (also in a forked child)."""
         self._predictions: deque[_Single | _Block] = deque()
-        self._labels: deque[tuple[str, Any, float]] = deque()
+        # (id, label, timestamp, predictions enqueued before it: sent once that many are taken)
+        self._labels: deque[tuple[str, Any, float, int]] = deque()
         self._n_predictions = 0  # events in self._predictions (a block counts its rows)
+        self._enqueued = 0  # predictions ever queued; always _taken + _n_predictions
+        self._taken = 0  # predictions ever taken by the sender
         self._lock = threading.Lock()
         self._space = threading.Condition(self._lock)  # callers waiting for room
         self._idle = threading.Condition(threading.Lock())  # flush() waiting for an empty queue
@@ -317,8 +348,9 @@ class Client:
         self._closed = threading.Event()
         self._in_flight = 0  # events taken from the queue, not yet settled
         self._counts = dict.fromkeys(self._counts, 0)
+        self._lost = dict.fromkeys(self._lost, 0)  # reported as resources.dropped
         self._log = _RateLimitedLog()
-        self._resources = _ResourceSampler()
+        self._sampler = _ResourceSampler()
         self._thread = threading.Thread(target=self._run, name="modelmeter-sdk", daemon=True)
         self._thread.start()
 
@@ -372,7 +404,7 @@ class Client:
             self._enqueue(item, 1)
             return pid
         except Exception as exc:  # never raise into the model service
-            self._count("dropped", 1)
+            self._drop("predictions", 1)
             self._log.warning("internal", "modelmeter: dropped a prediction: %r", exc)
             return id or ""
 
@@ -468,7 +500,7 @@ class Client:
         except Exception as exc:  # never raise into the model service
             self._log.warning("internal", "modelmeter: dropped a batch of predictions: %r", exc)
             with contextlib.suppress(Exception):
-                self._count("dropped", len(features))
+                self._drop("predictions", len(features))
             return list(ids) if ids is not None else []
 
     def log_label(self, id: str, label: Any, timestamp: float | None = None) -> None:
@@ -491,16 +523,22 @@ class Client:
             ts = time.time() if timestamp is None else timestamp
             items = [(str(pid), label, ts) for pid, label in pairs]
             with self._lock:
-                room = self.max_queue - len(self._labels)
+                room = max(self.max_queue - len(self._labels), 0)
+                if self._closed.is_set():
+                    room = 0
                 if room < len(items):
-                    self._counts["dropped"] += len(items) - max(room, 0)
-                    items = items[: max(room, 0)]
+                    self._lose("labels", len(items) - room)
+                    items = items[:room]
                     self._log.warning("full", "modelmeter: queue full, dropping events")
-                self._labels.extend(items)
-            if len(self._labels) >= self.batch_size:
+                mark = self._enqueued
+                self._labels.extend([(pid, label, ts, mark) for pid, label, ts in items])
+                full = len(self._labels) >= self.batch_size
+            if full:
                 self._wake.set()
         except Exception as exc:  # never raise into the model service
             self._log.warning("internal", "modelmeter: dropped labels: %r", exc)
+            with contextlib.suppress(Exception):
+                self._drop("labels", len(labels))  # type: ignore[arg-type]
 
     def _enqueue(self, item: _Single | _Block, n: int) -> None:
         with self._lock:
@@ -512,10 +550,11 @@ class Client:
                         break
             dropped = self._n_predictions + n > self.max_queue or self._closed.is_set()
             if dropped:
-                self._counts["dropped"] += n
+                self._lose("predictions", n)
             else:
                 self._predictions.append(item)
                 self._n_predictions += n
+                self._enqueued += n
             full = self._n_predictions >= self.batch_size
         if dropped:
             self._log.warning(
@@ -532,6 +571,15 @@ class Client:
         with self._lock:
             self._counts[key] += n
 
+    def _drop(self, kind: str, n: int) -> None:
+        with self._lock:
+            self._lose(kind, n)
+
+    def _lose(self, kind: str, n: int, outcome: str = "dropped") -> None:
+        """Count ``n`` lost events of ``kind`` (hold the lock): in stats and in the report."""
+        self._counts[outcome] += n
+        self._lost[kind] += n
+
     # ------------------------------------------------------------------ public controls
 
     @property
@@ -541,6 +589,23 @@ class Client:
             out = dict(self._counts)
             out["queued"] = self._n_predictions + len(self._labels) + self._in_flight
         return out
+
+    @property
+    def reported_drops(self) -> dict[str, int]:
+        """Events lost per kind since the client started, as reported to the collector.
+
+        The ``dropped`` events plus those refused by a 4xx answer to their whole request; not
+        the ones the collector rejected one by one (it counts those itself).
+
+        >>> c = Client("http://127.0.0.1:9", model="m", max_queue=1, flush_interval=60)
+        >>> c.log_labels({"a": 1, "b": 0})
+        >>> c.reported_drops
+        {'predictions': 0, 'labels': 1}
+        >>> c.close(timeout=0)
+        False
+        """
+        with self._lock:
+            return dict(self._lost)
 
     def flush(self, timeout: float = 10.0) -> bool:
         """Send everything queued now (retrying at once); True when all was settled in time.
@@ -567,11 +632,12 @@ class Client:
         self._retry_now.set()
         self._thread.join(timeout=max(timeout, 0.1) + self.timeout)
         with self._lock:
-            left = self._n_predictions + len(self._labels)
+            self._lose("predictions", self._n_predictions)
+            self._lose("labels", len(self._labels))
             self._predictions.clear()
             self._labels.clear()
+            self._taken += self._n_predictions
             self._n_predictions = 0
-            self._counts["dropped"] += left
         with contextlib.suppress(Exception):
             atexit.unregister(self._atexit)
         return done
@@ -604,22 +670,32 @@ class Client:
             client.close()
 
     def _drain(self, client: httpx.Client) -> None:
-        """Send every queued event, predictions first (so labels find their prediction)."""
-        while not self._closed.is_set():
-            kind = "predictions"
-            events = self._take_predictions()
-            if not events:
-                kind = "labels"
-                events = self._take_labels()
-            if not events:
-                return
-            try:
-                self._send(client, kind, events)
-            except Exception:
-                self._settle(len(events), "dropped")
-                raise
+        """Send every queued event: a batch of predictions, then a batch of the labels whose
+        predictions are sent, and again, until both queues are empty.
 
-    def _take_predictions(self) -> list[dict[str, Any]]:
+        A label waits at most for the predictions queued before it (so it usually finds its
+        prediction at the collector), never behind a stream of newer ones.
+        """
+        while not self._closed.is_set():
+            taken = False
+            for kind, take in (
+                ("predictions", self._take_predictions),
+                ("labels", self._take_labels),
+            ):
+                n, events = take()
+                taken = taken or n > 0
+                if not events:
+                    continue
+                try:
+                    self._send(client, kind, events)
+                except Exception:
+                    self._settle(len(events), "dropped", kind)
+                    raise
+            if not taken:
+                return
+
+    def _take_predictions(self) -> tuple[int, list[dict[str, Any]]]:
+        """Take one batch of predictions: (events taken, the events that could be encoded)."""
         items: list[_Single | _Block] = []
         with self._lock:
             n = 0
@@ -628,6 +704,7 @@ class Client:
                 items.append(item)
                 n += len(item.ids) if isinstance(item, _Block) else 1
             self._n_predictions -= n
+            self._taken += n
             self._in_flight += n
             if n:
                 self._space.notify_all()
@@ -637,23 +714,46 @@ class Client:
                 try:
                     events.extend(item.events())
                 except Exception as exc:
-                    self._settle(len(item.ids), "dropped")
+                    self._settle(len(item.ids), "dropped", "predictions")
                     self._log.warning("convert", "modelmeter: could not encode rows: %r", exc)
             else:
                 events.append(_single_event(item))
-        return events
+        return n, events
 
-    def _take_labels(self) -> list[dict[str, Any]]:
+    def _take_labels(self) -> tuple[int, list[dict[str, Any]]]:
+        """Take one batch of the labels logged after every prediction taken so far."""
         with self._lock:
-            n = min(len(self._labels), self.batch_size)
-            taken = [self._labels.popleft() for _ in range(n)]
-            self._in_flight += n
-        return [{"id": pid, "label": _plain(lab), "timestamp": ts} for pid, lab, ts in taken]
+            taken: list[tuple[str, Any, float, int]] = []
+            while self._labels and len(taken) < self.batch_size:
+                if self._labels[0][3] > self._taken:  # a prediction before it is still queued
+                    break
+                taken.append(self._labels.popleft())
+            self._in_flight += len(taken)
+        events = [{"id": pid, "label": _plain(lab), "timestamp": ts} for pid, lab, ts, _ in taken]
+        return len(taken), events
 
-    def _settle(self, n: int, outcome: str) -> None:
+    def _settle(self, n: int, outcome: str, kind: str | None = None) -> None:
+        """``n`` in-flight events are done: ``outcome`` in stats; lost ones (a ``kind``) in
+        the report too."""
         with self._lock:
             self._in_flight -= n
-            self._counts[outcome] += n
+            if kind is None:
+                self._counts[outcome] += n
+            else:
+                self._lose(kind, n, outcome)
+
+    def _resources(self) -> dict[str, Any] | None:
+        """The ``resources`` of a predictions body: CPU and memory when sampled, and the drop
+        report (zeros too, so the collector's counter starts at 0 and its first rise shows),
+        or the drop report alone once something was lost."""
+        sample = self._sampler.sample()
+        with self._lock:
+            lost = dict(self._lost)
+        if sample is None:
+            if not any(lost.values()):
+                return None
+            sample = {"replica": self._sampler.replica}
+        return {**sample, "dropped": lost}
 
     def _send(self, client: httpx.Client, kind: str, events: list[dict[str, Any]]) -> None:
         """POST one batch until it is acknowledged or refused (or the client closes)."""
@@ -662,14 +762,14 @@ class Client:
         while True:
             body: dict[str, Any] = {kind: events}
             if kind == "predictions":
-                resources = self._resources.sample()
+                resources = self._resources()
                 if resources is not None:
                     body["resources"] = resources
             problem: str
             try:
                 content = orjson.dumps(body, option=_JSON_OPTIONS)
             except TypeError:  # orjson.JSONEncodeError: drop the events it cannot encode
-                events = self._encodable(events)
+                events = self._encodable(kind, events)
                 if not events:
                     return
                 continue
@@ -682,8 +782,8 @@ class Client:
                 if status < 300:
                     self._acknowledged(kind, events, response)
                     return
-                if status not in _RETRY_STATUS:
-                    self._settle(len(events), "rejected")
+                if status not in _RETRY_STATUS:  # refused as a whole: lost, and reported
+                    self._settle(len(events), "rejected", kind)
                     self._log.warning(
                         f"status-{status}",
                         "modelmeter: the collector refused %d %s with HTTP %d: %s "
@@ -696,7 +796,7 @@ class Client:
                     return
                 problem = f"the collector answered HTTP {status}: {_detail(response)}"
             if self._closed.is_set():
-                self._settle(len(events), "dropped")
+                self._settle(len(events), "dropped", kind)
                 return
             delay = min(self.max_backoff, 0.1 * 2 ** min(attempt, 20)) * random.uniform(0.5, 1.0)
             self._log.warning(
@@ -713,13 +813,13 @@ class Client:
                 self._retry_now.clear()
             self._count("retried", 1)
 
-    def _encodable(self, events: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    def _encodable(self, kind: str, events: list[dict[str, Any]]) -> list[dict[str, Any]]:
         good: list[dict[str, Any]] = []
         for event in events:
             try:
                 orjson.dumps(event, option=_JSON_OPTIONS)
             except TypeError as exc:
-                self._settle(1, "dropped")
+                self._settle(1, "dropped", kind)
                 self._log.warning(
                     "encode", "modelmeter: dropped event %s: %s", event.get("id", "?"), exc
                 )
