@@ -110,9 +110,11 @@ def client_main(url: str, batch: int, seconds: float, seed: int) -> None:
 def start_collector(
     data_dir: Path, port: int, synchronous: str = "FULL"
 ) -> subprocess.Popen[bytes]:
+    # /debug/timings is off by default; the reference files lie beside the data directory.
     argv = [sys.executable, "-m", "modelmeter.service", "--port", str(port),
             "--data-dir", str(data_dir), "--log-level", "warning",
-            "--sqlite-synchronous", synchronous]  # fmt: skip
+            "--sqlite-synchronous", synchronous, "--debug-endpoints",
+            "--reference-dir", str(data_dir.parent)]  # fmt: skip
     proc = subprocess.Popen(argv, cwd=ROOT)
     deadline = time.monotonic() + 60
     while time.monotonic() < deadline:

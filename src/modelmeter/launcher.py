@@ -24,6 +24,7 @@ import dataclasses
 import importlib.util
 import os
 import re
+import secrets
 import shutil
 import signal
 import sys
@@ -43,6 +44,7 @@ from modelmeter.settings import parse_bool, parse_tokens
 
 __all__ = [
     "StackError",
+    "collector_auth",
     "configure",
     "deploy_dir",
     "render_alertmanager",
@@ -52,6 +54,8 @@ __all__ = [
 
 DEB_PACKAGES = "apt-get install -y --no-install-recommends prometheus prometheus-alertmanager"
 READY_TIMEOUT = 60.0
+#: In DATA_DIR: the write token generated for a collector on a non-loopback address.
+WRITE_TOKEN_FILE = "write-token"
 # Children whose normal end (exit code 0) does not stop the stack.
 MAY_FINISH = frozenset({"demo"})
 
@@ -88,7 +92,17 @@ def configure(parser: argparse.ArgumentParser) -> None:
         "the collector, Prometheus and Alertmanager listen on 127.0.0.1 unless --collector-host",
     )
     parser.add_argument(
-        "--collector-host", default="127.0.0.1", help="address the collector listens on"
+        "--collector-host",
+        default="127.0.0.1",
+        help="address the collector listens on; on a non-loopback address without "
+        f"MODELMETER_WRITE_TOKENS a write token is generated into DATA_DIR/{WRITE_TOKEN_FILE}",
+    )
+    parser.add_argument(
+        "--allow-open",
+        action="store_true",
+        help="let the collector take writes without a token on a non-loopback "
+        "--collector-host (anyone who reaches it can register models and send events) "
+        "[env MODELMETER_ALLOW_OPEN]",
     )
     parser.add_argument(
         "--dashboard-port",
@@ -146,6 +160,9 @@ class Plan:
     max_alert_for: str | None
     prometheus_bin: str
     alertmanager_bin: str
+    allow_open: bool = False
+    #: The write token generated for this run's collector (see :func:`collector_auth`).
+    write_token: str | None = None
 
     @property
     def collector_url(self) -> str:
@@ -226,6 +243,7 @@ def plan_from(args: argparse.Namespace) -> Plan:
         max_alert_for=_duration_arg(args.max_alert_for or ("1m" if args.demo else None)),
         prometheus_bin=prometheus_bin,
         alertmanager_bin=alertmanager_bin,
+        allow_open=bool(getattr(args, "allow_open", False)),
     )
 
 
@@ -241,7 +259,7 @@ def _seconds(duration: str) -> float:
 
 
 def _duration_arg(value: str | None) -> str | None:
-    if value is not None and not _DURATION.match(value):
+    if value is not None and not _DURATION.fullmatch(value):
         raise StackError(f"--max-alert-for {value!r} is not a Prometheus duration like 30s or 1m")
     return value
 
@@ -325,7 +343,7 @@ def write_run_configs(plan: Plan, deploy: Path) -> Path:
         if plan.max_alert_for:
             text = cap_alert_for(text, plan.max_alert_for)
         (run_dir / "rules" / rule_file.name).write_text(text)
-    token = _scrape_token()
+    token = _scrape_token(plan)
     token_file = None
     if token is not None:
         token_file = run_dir / "scrape-token"
@@ -366,7 +384,9 @@ def build_children(plan: Plan, run_dir: Path) -> list[tuple[Child, str | None]]:
                     str(plan.collector_port),
                     "--data-dir",
                     str(data / "collector"),
+                    *(["--allow-open"] if plan.allow_open else []),
                 ],
+                env={"MODELMETER_WRITE_TOKENS": plan.write_token} if plan.write_token else None,
             ),
             f"{plan.collector_url}/readyz",
         ),
@@ -439,7 +459,7 @@ def build_children(plan: Plan, run_dir: Path) -> list[tuple[Child, str | None]]:
                         str(plan.data_dir),
                         "--loop",
                     ],
-                    env=_demo_token(),
+                    env=_demo_token(plan),
                 ),
                 None,
             )
@@ -447,24 +467,70 @@ def build_children(plan: Plan, run_dir: Path) -> list[tuple[Child, str | None]]:
     return children
 
 
-def _scrape_token() -> str | None:
+def _write_tokens(plan: Plan) -> tuple[str, ...]:
+    """The collector's write tokens in this run: from the environment, else the generated one."""
+    tokens = parse_tokens(os.environ.get("MODELMETER_WRITE_TOKENS", ""))
+    if not tokens and plan.write_token:
+        tokens = (plan.write_token,)
+    return tokens
+
+
+def _scrape_token(plan: Plan) -> str | None:
     """The token Prometheus sends to /metrics when the collector protects it (else None)."""
     try:
         protected = parse_bool(os.environ.get("MODELMETER_PROTECT_METRICS", ""))
     except ValueError:
         return None  # the collector refuses to start with a message that says why
-    tokens = parse_tokens(os.environ.get("MODELMETER_READ_TOKENS", "")) or parse_tokens(
-        os.environ.get("MODELMETER_WRITE_TOKENS", "")
-    )
+    tokens = parse_tokens(os.environ.get("MODELMETER_READ_TOKENS", "")) or _write_tokens(plan)
     return tokens[0] if protected and tokens else None
 
 
-def _demo_token() -> dict[str, str]:
+def _demo_token(plan: Plan) -> dict[str, str]:
     """The demo writes to this run's collector: give it a write token when writes need one."""
     if "MODELMETER_TOKEN" in os.environ:
         return {}
-    tokens = parse_tokens(os.environ.get("MODELMETER_WRITE_TOKENS", ""))
+    tokens = _write_tokens(plan)
     return {"MODELMETER_TOKEN": tokens[0]} if tokens else {}
+
+
+def collector_auth(plan: Plan) -> Plan:
+    """``plan`` with what its collector needs to start on ``plan.collector_host``.
+
+    On loopback, with ``MODELMETER_WRITE_TOKENS`` set, or with ``--allow-open`` /
+    ``MODELMETER_ALLOW_OPEN``, nothing changes. Otherwise (a container's ``0.0.0.0`` with no
+    token configured) the collector would refuse to start open: a write token is generated
+    once into ``DATA_DIR/write-token`` (mode 0600), printed, and reused at every later start.
+    """
+    from modelmeter.service.cli import is_loopback  # the collector's own rule
+
+    if is_loopback(plan.collector_host) or plan.allow_open:
+        return plan
+    if parse_tokens(os.environ.get("MODELMETER_WRITE_TOKENS", "")):
+        return plan
+    try:
+        if parse_bool(os.environ.get("MODELMETER_ALLOW_OPEN", "")):
+            return plan
+    except ValueError:
+        return plan  # the collector refuses to start with a message that says why
+    path = plan.data_dir / WRITE_TOKEN_FILE
+    token = path.read_text().strip() if path.is_file() else ""
+    if token:
+        _note(
+            f"the collector listens on {plan.collector_host} with the write token in {path} "
+            "(set MODELMETER_WRITE_TOKENS to choose your own)"
+        )
+    else:
+        token = secrets.token_urlsafe(32)
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+        with os.fdopen(fd, "w") as f:
+            f.write(token + "\n")
+        _note(
+            f"the collector listens on {plan.collector_host} and MODELMETER_WRITE_TOKENS is "
+            f"unset: generated a write token into {path}: {token} -- model services send it as "
+            "'Authorization: Bearer <token>' (SDK: MODELMETER_TOKEN); set "
+            "MODELMETER_WRITE_TOKENS to choose your own, or pass --allow-open to run open"
+        )
+    return dataclasses.replace(plan, write_token=token)
 
 
 class _Stop(Exception):
@@ -494,6 +560,7 @@ def run(args: argparse.Namespace) -> int:
         _note("the demo (modelmeter.demo) is not installed; running without it")
         plan = dataclasses.replace(plan, demo=False)
     plan.data_dir.mkdir(parents=True, exist_ok=True)
+    plan = collector_auth(plan)
     run_dir = write_run_configs(plan, deploy)
     _note(f"configuration of this run in {run_dir}")
     if plan.max_alert_for:

@@ -814,12 +814,21 @@ def _resolve_reference_path(
     path = Path(spec.reference.path)
     if not path.is_absolute():
         path = (base or Path.cwd()) / path
-    if confine:
+    if confine:  # the collector's confinement rule (modelmeter.service.references)
+        from modelmeter.service.references import confine as confined
+
         root = (base or Path.cwd()).resolve()
-        if not path.resolve().is_relative_to(root):
+        inside = confined(root, path)
+        if inside is None:
             raise SpecError(
-                [("reference.path", f"must be inside {str(root)!r}; upload the file instead")]
+                [
+                    (
+                        "reference.path",
+                        f"must be inside {str(root)!r} and exist; upload the file instead",
+                    )
+                ]
             )
+        return inside
     return path
 
 

@@ -82,13 +82,20 @@ def _options(values: list[str]) -> list[dict[str, str]]:
 
 
 def _install_basic_auth(server: Any, user: str, password: str) -> None:
-    expected = base64.b64encode(f"{user}:{password}".encode()).decode()
+    """Require ``user:password`` (HTTP basic auth) on every path but ``/healthz``.
+
+    The header is compared as bytes (constant time): a non-ASCII header is a 401, never the
+    ``TypeError`` that :func:`hmac.compare_digest` raises on non-ASCII ``str``.
+    """
+    expected = base64.b64encode(f"{user}:{password}".encode()).decode("ascii")
 
     def _check() -> Response | None:
         if request.path == "/healthz":
             return None  # liveness for launchers and load balancers; shows no data
         header = request.headers.get("Authorization", "")
-        if header.startswith("Basic ") and hmac.compare_digest(header[6:].strip(), expected):
+        scheme, _, credentials = header.partition(" ")
+        given = credentials.strip().encode("utf-8", "surrogateescape")
+        if scheme.lower() == "basic" and hmac.compare_digest(given, expected.encode("ascii")):
             return None
         return Response(
             "Authentication required: log in with MODELMETER_DASHBOARD_USER and its password.",

@@ -10,6 +10,10 @@ True
 401
 >>> check_token("Bearer nope", ("s3cret",), "write").status
 403
+>>> check_token("Bearer caf\xc3\xa9", ("café",), "write") is None  # UTF-8 bytes, as sent
+True
+>>> check_token("Bearer ünïcödé", ("s3cret",), "write").status
+403
 """
 
 from __future__ import annotations
@@ -22,11 +26,21 @@ from modelmeter.service.ingest import IngestError
 __all__ = ["check_token"]
 
 
+def _wire_bytes(value: str) -> bytes:
+    """The bytes a header value arrived as: ASGI servers decode headers as latin-1, so a
+    token sent in UTF-8 (non-ASCII) is compared byte for byte with the UTF-8 of a configured
+    one; never a TypeError, whatever the characters."""
+    try:
+        return value.encode("latin-1")
+    except UnicodeEncodeError:  # not from a header: a str built in Python
+        return value.encode("utf-8", "surrogatepass")
+
+
 def _matches(token: str, allowed: Sequence[str]) -> bool:
-    given = token.encode()
+    given = _wire_bytes(token)
     found = False
     for candidate in allowed:  # no early exit: the time does not tell which token matched
-        found |= hmac.compare_digest(given, candidate.encode())
+        found |= hmac.compare_digest(given, candidate.encode("utf-8", "surrogatepass"))
     return found
 
 

@@ -59,8 +59,8 @@ __all__ = [
     "validate_resources",
 ]
 
-MODEL_NAME = re.compile(r"^[A-Za-z0-9_.-]{1,64}$")
-VERSION_NAME = re.compile(r"^[A-Za-z0-9_.:-]{1,64}$")
+MODEL_NAME = re.compile(r"[A-Za-z0-9_.-]{1,64}")  # use .fullmatch: "m\n" is no name
+VERSION_NAME = re.compile(r"[A-Za-z0-9_.:-]{1,64}")
 REPLICA_NAME = VERSION_NAME
 MAX_ID_LENGTH = 128
 MAX_FUTURE_SECONDS = 3600.0
@@ -308,7 +308,7 @@ def _prediction_event(index: int, event: Any, schema: Schema, now: float) -> Pre
     version = get("version")
     if version is None:
         version = DEFAULT_VERSION
-    elif not isinstance(version, str) or not VERSION_NAME.match(version):
+    elif not isinstance(version, str) or not VERSION_NAME.fullmatch(version):
         raise _Reject(f"'version' must match [A-Za-z0-9_.:-]{{1,64}}, got {_show(version)}")
     raw_ts = get("timestamp")
     ts = now if raw_ts is None else _timestamp(raw_ts, now)
@@ -431,7 +431,7 @@ def validate_resources(doc: Any) -> Resources | None:
     if not isinstance(res, dict):
         raise IngestError(422, "'resources' must be an object {replica, cpu_ratio, memory_bytes}")
     replica = res.get("replica")
-    if not isinstance(replica, str) or not REPLICA_NAME.match(replica):
+    if not isinstance(replica, str) or not REPLICA_NAME.fullmatch(replica):
         raise IngestError(
             422, f"'resources.replica' must match [A-Za-z0-9_.:-]{{1,64}}, got {_show(replica)}"
         )
@@ -442,7 +442,7 @@ def validate_resources(doc: Any) -> Resources | None:
     if mem is not None and not (_is_number(mem) and 0.0 <= float(mem) <= 2.0**60):
         raise IngestError(422, f"'resources.memory_bytes' must be a number >= 0, got {_show(mem)}")
     version = res.get("version")
-    if version is not None and not (isinstance(version, str) and VERSION_NAME.match(version)):
+    if version is not None and not (isinstance(version, str) and VERSION_NAME.fullmatch(version)):
         raise IngestError(422, "'resources.version' must match [A-Za-z0-9_.:-]{1,64}")
     dropped_raw = res.get("dropped")
     dropped: dict[str, int] = {}

@@ -116,7 +116,7 @@ async def read_body(request: Request, limit: int) -> bytes:
 
 
 def _check_name(model: str) -> None:
-    if not MODEL_NAME.match(model):
+    if not MODEL_NAME.fullmatch(model):
         raise IngestError(
             404, f"model {model[:80]!r} is not registered (names match [A-Za-z0-9_.-]{{1,64}})"
         )
@@ -200,7 +200,7 @@ async def _multipart(request: Request, body: bytes) -> tuple[bytes, bytes | None
 )
 async def put_model(model: str, request: Request) -> Response:
     _authorize(request, "write")
-    if not MODEL_NAME.match(model):
+    if not MODEL_NAME.fullmatch(model):
         raise IngestError(
             422, f"model name {model[:80]!r} is invalid; use 1-64 of A-Z a-z 0-9 _ . -"
         )
@@ -319,6 +319,9 @@ async def readyz(request: Request) -> Response:
 
 @router.get("/debug/timings", include_in_schema=False)
 async def timings(request: Request) -> Response:
-    """Cumulative seconds spent per ingestion stage (for bench/ingest.py)."""
+    """Cumulative seconds spent per ingestion stage (for bench/ingest.py); 404 unless
+    MODELMETER_DEBUG_ENDPOINTS (``--debug-endpoints``) is on."""
+    if not _settings(request).debug_endpoints:
+        raise IngestError(404, "Not Found")
     _authorize(request, "read")
     return _json(dict(_hub(request).timings))
