@@ -137,6 +137,8 @@ def test_batches_by_size(server: Recorder) -> None:
     resources = bodies[0]["resources"]
     assert resources["replica"] == replica_name()
     assert resources["cpu_ratio"] >= 0 and resources["memory_bytes"] > 10_000_000
+    # the drop report starts at zero, so the collector's counter exists before it first rises
+    assert resources["dropped"] == {"predictions": 0, "labels": 0}
     assert client.stats == {"sent": 25, "dropped": 0, "rejected": 0, "retried": 0, "queued": 0}
     client.close()
 
@@ -225,6 +227,15 @@ def test_4xx_is_not_retried_and_logged_with_the_message(
     assert server.events() == []
     assert client.stats["rejected"] == 1 and client.stats["retried"] == 0
     assert "HTTP 404: nope" in caplog.text
+    # refused as a whole request: lost, so reported with the next predictions request
+    server.statuses = [422]
+    client.log_label("x", 0)
+    assert client.flush(timeout=10)
+    assert client.reported_drops == {"predictions": 1, "labels": 1}
+    client.log_prediction({"x": 2.0}, 0)
+    assert client.flush(timeout=10)
+    assert server.bodies()[-1]["resources"]["dropped"] == {"predictions": 1, "labels": 1}
+    assert client.stats["dropped"] == 0 and client.stats["rejected"] == 2
     client.close()
 
 
@@ -248,6 +259,8 @@ def test_per_event_rejections_are_counted() -> None:
     client.log_prediction({"x": 1.0}, 0)
     assert client.flush(timeout=10)
     assert client.stats["sent"] == 1 and client.stats["rejected"] == 1
+    # rejected one by one: the collector counts these itself; the client reports no loss
+    assert client.reported_drops == {"predictions": 0, "labels": 0}
     client.close()
     httpd.shutdown()
     httpd.server_close()
@@ -284,6 +297,132 @@ def test_bounded_queue_drops_and_counts(caplog: pytest.LogCaptureFixture) -> Non
     assert client.stats["dropped"] == 1150 and client.stats["queued"] == 0
     client.log_prediction({"x": 1.0}, 0)  # after close: counted, not kept
     assert client.stats["dropped"] == 1151 and client.stats["queued"] == 0
+
+
+def test_labels_alternate_with_predictions_once_theirs_are_sent() -> None:
+    """A backlog of predictions does not hold labels back until it is empty: after each
+    prediction batch goes one batch of the labels whose predictions are sent."""
+    port = free_port()
+    client = make_client(f"http://127.0.0.1:{port}", batch_size=10)
+    for i in range(50):
+        client.log_prediction({"x": float(i)}, 0, id=f"p{i}")
+    client.log_labels([(f"p{i}", 0) for i in range(10)])  # after 50 predictions
+    for i in range(50, 100):
+        client.log_prediction({"x": float(i)}, 0, id=f"p{i}")
+    client.log_labels([(f"p{i}", 1) for i in range(50, 60)])  # after 100 predictions
+    assert not client.flush(timeout=0.3)  # nobody listens yet: all of it waits
+    rec = Recorder(port)
+    try:
+        assert client.flush(timeout=10)
+        with rec.lock:
+            order = [
+                path.rsplit("/", 1)[1][0] + str(len(body[path.rsplit("/", 1)[1]]))
+                for path, body in rec.requests
+            ]
+        # the old sender sent all ten prediction batches first; now labels go as soon as the
+        # predictions logged before them are sent, and never ahead of them
+        assert order == ["p10"] * 5 + ["l10"] + ["p10"] * 5 + ["l10"]
+        assert [e["id"] for e in rec.events("labels")] == [
+            f"p{i}" for i in (*range(10), *range(50, 60))
+        ]
+        assert client.stats["sent"] == 120 and client.stats["dropped"] == 0
+    finally:
+        client.close()
+        rec.close()
+
+
+def test_labels_do_not_wait_for_a_stream_of_newer_predictions(server: Recorder) -> None:
+    """Sustained predictions from one thread, labels from another: every label is sent while
+    predictions are still being logged (the old sender waited for an empty queue)."""
+    client = make_client(server.url, batch_size=20, flush_interval=0.05)
+    stop = threading.Event()
+
+    def predictions() -> None:
+        i = 0
+        while not stop.is_set():
+            client.log_predictions(
+                [{"x": float(i + k)} for k in range(20)],
+                [0] * 20,
+                ids=[f"s{i + k}" for k in range(20)],
+            )
+            i += 20
+            time.sleep(0.001)  # keeps the prediction queue from ever emptying
+
+    thread = threading.Thread(target=predictions, daemon=True)
+    thread.start()
+    try:
+        wait_until(lambda: len(server.events()) >= 200, timeout=20, what="a first 200 predictions")
+        client.log_labels([("s0", 0), ("s1", 1)])
+        wait_until(lambda: server.events("labels"), timeout=20, what="labels during the stream")
+        assert thread.is_alive() and client.stats["queued"] > 0
+    finally:
+        stop.set()
+        thread.join(timeout=10)
+    assert client.flush(timeout=20)
+    client.close()
+
+
+def test_a_full_prediction_queue_leaves_the_labels_their_room() -> None:
+    client = make_client(f"http://127.0.0.1:{free_port()}", max_queue=5, batch_size=5)
+    for i in range(100):
+        client.log_prediction({"x": float(i)}, 0)
+    client.log_labels([(str(i), 0) for i in range(5)])
+    lost = client.reported_drops
+    assert lost["labels"] == 0 and lost["predictions"] >= 100 - 10  # 5 queued, 5 in flight
+    client.log_labels([("late", 0)])
+    assert client.reported_drops["labels"] == 1
+    assert client.stats["dropped"] == sum(client.reported_drops.values())
+    client.close(timeout=0)
+
+
+def test_drops_are_reported_with_the_next_predictions() -> None:
+    port = free_port()
+    client = make_client(f"http://127.0.0.1:{port}", max_queue=5, batch_size=5)
+    for i in range(20):
+        client.log_prediction({"x": float(i)}, 0)
+    client.log_labels([(str(i), 0) for i in range(8)])
+    dropped = client.stats["dropped"]
+    assert client.reported_drops == {"predictions": dropped - 3, "labels": 3}
+    rec = Recorder(port)
+    try:
+        assert client.flush(timeout=10)
+        client.log_prediction({"x": 1.0}, 0)
+        assert client.flush(timeout=10)
+        bodies = rec.bodies()
+        # every request after the drops carries the cumulative counts, the last one too
+        assert all(b["resources"]["dropped"] == client.reported_drops for b in bodies)
+        assert bodies[-1]["resources"]["replica"] == replica_name()
+        assert client.stats["dropped"] == dropped
+    finally:
+        client.close()
+        rec.close()
+
+
+def test_without_psutil_the_report_travels_alone(server: Recorder) -> None:
+    import subprocess
+    import sys
+
+    script = (
+        "import sys\n"
+        "sys.modules['psutil'] = None  # import psutil raises ImportError\n"
+        "import modelmeter\n"
+        "from modelmeter.sdk import replica_name\n"
+        f"c = modelmeter.Client({server.url!r}, 'm', max_queue=1, flush_interval=3600)\n"
+        "c.log_prediction({'x': 0.0}, 0, id='before')\n"
+        "assert c.flush(timeout=10)\n"
+        "c.log_labels({'a': 1, 'b': 0})  # one label too many: dropped\n"
+        "c.log_prediction({'x': 1.0}, 0, id='after')\n"
+        "assert c.flush(timeout=10) and c.close()\n"
+        "print(replica_name())\n"
+    )
+    done = subprocess.run([sys.executable, "-c", script], timeout=60, capture_output=True)
+    assert done.returncode == 0, done.stderr.decode()
+    before, after = server.bodies()
+    assert "resources" not in before  # nothing sampled, nothing lost: no resources at all
+    assert after["resources"] == {
+        "replica": done.stdout.decode().strip(),
+        "dropped": {"predictions": 0, "labels": 1},
+    }
 
 
 def test_block_timeout_bounds_the_wait() -> None:
