@@ -2,11 +2,14 @@
 
 ``deploy/checks/prometheus.sh`` runs the same commands for ``make check-deploy``; these tests let
 pytest report them too, and check what the tools do not: every alert has a severity, a summary and
-a description carrying its value, and every alert and recording rule has a unit test.
+a description carrying its value, every alert has a unit test that fires it and one where it
+stays silent, every recording rule has a value test, and the README's alert table lists every
+alert with its severity and ``for``.
 """
 
 from __future__ import annotations
 
+import re
 import shutil
 import subprocess
 from pathlib import Path
@@ -15,12 +18,20 @@ from typing import Any
 import pytest
 import yaml
 
-from helpers import DEPLOY, require_binary
+from helpers import DEPLOY, REPO, require_binary
+from modelmeter.spec import DEFAULT_THRESHOLDS
 
 PROMETHEUS = DEPLOY / "prometheus"
 RULE_FILES = sorted((PROMETHEUS / "rules").glob("*.yml"))
 TEST_FILES = sorted((PROMETHEUS / "tests").glob("*.yml"))
 ALERTMANAGER_CONFIG = DEPLOY / "alertmanager" / "alertmanager.yml"
+
+#: Alerts about a collector, not a model: no model label; they name the instance instead.
+COLLECTOR_ALERTS = frozenset({"CollectorDown", "StoreNearBudget"})
+#: Alerts with no per-model threshold: any loss alerts, or the figure is a collector setting.
+ABSOLUTE_ALERTS = frozenset(
+    {"CollectorDown", "ClientDroppingEvents", "StoreNearBudget", "PredictionsExpiringEarly"}
+)
 
 
 def run_tool(*argv: str | Path) -> subprocess.CompletedProcess[str]:
@@ -86,19 +97,32 @@ def test_alert_has_severity_summary_and_value(rule: dict[str, Any]) -> None:
     assert annotations["summary"].strip()
     if rule["alert"] != "CollectorDown":  # its value is only up == 0 / absent
         assert "$value" in annotations["description"]
+    if rule["alert"] in COLLECTOR_ALERTS:
+        assert "$labels.instance" in annotations["description"]
+    else:
         assert "$labels.model" in annotations["description"]
     if rule["alert"] in {"FeatureDrift", "DataQuality"}:
         assert "$labels.feature" in annotations["description"]
 
 
-def test_every_alert_has_a_firing_unit_test() -> None:
+def alert_checks(firing: bool) -> set[str]:
+    """The alerts that some unit test expects to fire (or expects not to fire)."""
     tested: set[str] = set()
     for path in TEST_FILES:
         for case in yaml.safe_load(path.read_text())["tests"]:
             for check in case.get("alert_rule_test", []):
-                if check.get("exp_alerts"):
+                if bool(check.get("exp_alerts")) == firing:
                     tested.add(check["alertname"])
-    assert {r["alert"] for r in rules("alert")} <= tested
+    return tested
+
+
+def test_every_alert_has_a_firing_unit_test() -> None:
+    assert {r["alert"] for r in rules("alert")} <= alert_checks(firing=True)
+
+
+def test_every_alert_has_a_silent_unit_test() -> None:
+    """An always-firing rule passes the firing tests: each alert also has a silent case."""
+    assert {r["alert"] for r in rules("alert")} <= alert_checks(firing=False)
 
 
 def test_every_recording_rule_has_a_value_test() -> None:
@@ -113,5 +137,37 @@ def test_every_recording_rule_has_a_value_test() -> None:
 def test_thresholds_come_from_the_collector_gauge() -> None:
     """One rule serves every model: no alert hard-codes a model threshold."""
     for rule in rules("alert"):
-        if rule["alert"] != "CollectorDown":
+        if rule["alert"] not in ABSOLUTE_ALERTS:
             assert "model_alert_threshold" in rule["expr"], rule["alert"]
+
+
+def test_threshold_fallbacks_match_the_spec_defaults() -> None:
+    """A threshold the collector may not export yet falls back to a default, in the rule and in
+    the description alike; once the spec knows the threshold, its default is the same number."""
+    rule_fallback = re.compile(
+        r'model_alert_threshold\{threshold="(\w+)"\}\)\s*or\s*[^\n]*?\* 0 \+ ([0-9.]+)'
+    )
+    note_fallback = re.compile(r'threshold="(\w+)"\}\) or vector\(([0-9.]+)\)')
+    for rule in rules("alert"):
+        used = set(re.findall(r'model_alert_threshold\{threshold="(\w+)"\}', rule["expr"]))
+        in_rule = dict(rule_fallback.findall(rule["expr"]))
+        in_note = dict(note_fallback.findall(rule["annotations"]["description"]))
+        assert in_rule.keys() == in_note.keys(), rule["alert"]
+        for name in used:
+            assert name in DEFAULT_THRESHOLDS or name in in_rule, (rule["alert"], name)
+        for name, default in in_rule.items():
+            assert float(default) == float(in_note[name]), (rule["alert"], name)
+            if name in DEFAULT_THRESHOLDS:
+                assert float(default) == DEFAULT_THRESHOLDS[name], (rule["alert"], name)
+
+
+def test_readme_alert_table_lists_every_alert() -> None:
+    """The README's alert table has one row per alert, with the rule's severity and `for`."""
+    text = (REPO / "README.md").read_text()
+    section = text.split("\n## Alerts\n", 1)[1].split("\n## ", 1)[0]
+    rows = {}
+    for line in section.splitlines():
+        cells = [c.strip() for c in line.strip().strip("|").split("|")]
+        if len(cells) >= 5 and cells[0].startswith("`") and cells[1] in {"warning", "critical"}:
+            rows[cells[0].strip("`")] = (cells[1], cells[4])
+    assert {r["alert"]: (r["labels"]["severity"], r["for"]) for r in rules("alert")} == rows
