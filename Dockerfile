@@ -6,6 +6,12 @@
 #   docker build -t modelmeter .
 #   docker run -p 8050:8050 -p 8000:8000 -v modelmeter-data:/data modelmeter
 #
+# Write token: the collector listens on 0.0.0.0 and never starts open there. Set
+# MODELMETER_WRITE_TOKENS (render.yaml generates it); unset, `modelmeter up` generates one at the
+# first start into /data/write-token (mode 0600), prints it, and reuses it at every start:
+#   docker exec <container> cat /data/write-token
+# Model services send it as `Authorization: Bearer <token>` (SDK: MODELMETER_TOKEN).
+#
 # Not built here (no Docker engine on the machine that wrote it); hadolint-clean. See docs/deploy.md.
 
 # Base image pinned by tag; pin the digest too for reproducible builds (docs/deploy.md).

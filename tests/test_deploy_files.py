@@ -2,24 +2,29 @@
 
 No Docker engine is needed (none exists where this was written): the Dockerfiles, the Compose
 file and the Render blueprint are checked as text; every PromQL expression of the Grafana
-dashboard and of the shipped rules is parsed by the real ``promtool``. The CLI linters (hadolint,
-the Compose JSON schema) run in ``deploy/checks/containers.sh``.
+dashboard and of the shipped rules is parsed by the real ``promtool``; hadolint and the Compose
+JSON schema (also run by ``deploy/checks/containers.sh``) run here too. The token story (no
+collector container starts open on 0.0.0.0) is checked through the collector's and the
+launcher's own code, and the single container's generated token with the real collector.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import re
 import shlex
 import shutil
 import subprocess
+import sys
 from pathlib import Path
 from typing import Any
 
+import httpx
 import pytest
 import yaml
 
-from helpers import DEPLOY, REPO, missing, require_binary
+from helpers import DEPLOY, REPO, ManagedProcess, free_port, missing, require_binary
 
 DOCKERFILES = sorted(REPO.glob("Dockerfile*"))
 COMPOSE = REPO / "docker-compose.yml"
@@ -472,3 +477,186 @@ def test_a_wheel_ships_every_file_modelmeter_up_renders() -> None:
         ),
     }
     assert needed <= shipped
+
+
+# ---------------------------------------------------------------- the token story
+
+TOKEN_REQUIRED = re.compile(r"\$\{MODELMETER_WRITE_TOKENS:\?[^}]*MODELMETER_WRITE_TOKENS[^}]*\}")
+
+
+def _linter(name: str) -> str:
+    """A linter of the dev dependencies: next to this Python (the venv) or on PATH."""
+    beside = Path(sys.executable).parent / name
+    if beside.is_file():
+        return str(beside)
+    found = shutil.which(name)
+    if found is None:
+        missing(f"{name} not found; install the dev dependencies: pip install -e '.[dev]'")
+    return found
+
+
+@pytest.mark.parametrize("dockerfile", DOCKERFILES, ids=lambda p: p.name)
+def test_dockerfiles_are_hadolint_clean(dockerfile: Path) -> None:
+    hadolint = _linter("hadolint")
+    check = subprocess.run(
+        [hadolint, "--no-color", "--failure-threshold", "error", str(dockerfile)],
+        capture_output=True,
+        text=True,
+    )
+    assert check.returncode == 0, check.stdout + check.stderr
+
+
+@pytest.mark.parametrize("path", COMPOSE_FILES, ids=lambda p: str(p.relative_to(REPO)))
+def test_compose_files_follow_the_compose_specification(path: Path) -> None:
+    checker = _linter("check-jsonschema")
+    check = subprocess.run(
+        [checker, "--builtin-schema", "vendor.compose-spec", str(path)],
+        capture_output=True,
+        text=True,
+    )
+    assert check.returncode == 0, check.stdout + check.stderr
+
+
+def _collectors(compose: dict[str, Any]) -> dict[str, dict[str, Any]]:
+    """The services that run the collector image's default command."""
+    return {
+        name: service
+        for name, service in compose["services"].items()
+        if service.get("image") == "modelmeter-collector:local" and "command" not in service
+    }
+
+
+@pytest.mark.parametrize("path", COMPOSE_FILES, ids=lambda p: str(p.relative_to(REPO)))
+def test_compose_requires_a_write_token(path: Path) -> None:
+    """The collector containers listen on 0.0.0.0: compose refuses to start them without
+    MODELMETER_WRITE_TOKENS (``${VAR:?message}``), and nothing starts them open."""
+    compose = load_compose(path)
+    collectors = _collectors(compose)
+    assert collectors, "no collector service"
+    for name, service in collectors.items():
+        tokens = service["environment"]["MODELMETER_WRITE_TOKENS"]
+        assert TOKEN_REQUIRED.fullmatch(tokens), f"{name}: MODELMETER_WRITE_TOKENS not required"
+    assert "MODELMETER_ALLOW_OPEN" not in path.read_text()
+    demo = compose["services"].get("demo")
+    if demo is not None:  # the demo writes to the collector: it sends one of the tokens
+        assert "MODELMETER_WRITE_TOKENS" in demo["environment"]["MODELMETER_TOKEN"]
+
+
+def _image_env(dockerfile: Path) -> dict[str, str]:
+    env: dict[str, str] = {}
+    for keyword, args in final_stage(dockerfile):
+        if keyword == "ENV":
+            env.update(dict(word.split("=", 1) for word in shlex.split(args)))
+    return env
+
+
+def test_the_collector_image_refuses_to_start_open_and_starts_with_a_token() -> None:
+    """Dockerfile.collector's environment, through the collector's own start check."""
+    from modelmeter.service.cli import open_start_refusal
+    from modelmeter.settings import Settings
+
+    env = _image_env(REPO / "Dockerfile.collector")
+    assert env["MODELMETER_HOST"] == "0.0.0.0"
+    assert "MODELMETER_ALLOW_OPEN" not in env and "MODELMETER_WRITE_TOKENS" not in env
+    refusal = open_start_refusal(Settings.from_env(env))
+    assert refusal is not None and "MODELMETER_WRITE_TOKENS" in refusal
+    assert "-e MODELMETER_WRITE_TOKENS=" in (REPO / "Dockerfile.collector").read_text()
+    with_token = Settings.from_env(env | {"MODELMETER_WRITE_TOKENS": "t"})
+    assert open_start_refusal(with_token) is None
+
+
+def test_render_generates_the_write_token() -> None:
+    (service,) = yaml.safe_load(RENDER.read_text())["services"]
+    env = {var["key"]: var for var in service["envVars"]}
+    assert env["MODELMETER_WRITE_TOKENS"] == {
+        "key": "MODELMETER_WRITE_TOKENS",
+        "generateValue": True,
+    }
+    assert "MODELMETER_ALLOW_OPEN" not in env
+
+
+def _single_container_plan(tmp_path: Path) -> Any:
+    """The launcher's plan for the single-container CMD (ports and binaries not checked)."""
+    import argparse
+
+    from modelmeter import launcher
+
+    cmd = json.loads(next(a for k, a in final_stage(REPO / "Dockerfile") if k == "CMD"))
+    parser = argparse.ArgumentParser()
+    launcher.configure(parser)
+    args = parser.parse_args(cmd[2:])
+    assert args.collector_host == "0.0.0.0" and not args.allow_open
+    return launcher.Plan(
+        host=args.host,
+        collector_host=args.collector_host,
+        collector_port=free_port(),
+        prometheus_port=args.prometheus_port,
+        alertmanager_port=args.alertmanager_port,
+        dashboard_port=None,
+        demo=True,
+        demo_port=args.demo_port,
+        data_dir=tmp_path / "data",
+        webhook_url=None,
+        max_alert_for=None,
+        prometheus_bin="prometheus",
+        alertmanager_bin="alertmanager",
+        allow_open=args.allow_open,
+    )
+
+
+def test_the_single_container_generates_a_write_token_once(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """``modelmeter up --collector-host 0.0.0.0`` (the Dockerfile's CMD) without
+    MODELMETER_WRITE_TOKENS: a token in DATA_DIR/write-token (0600), reused at the next start,
+    given to the collector and the demo; the real collector then starts on 0.0.0.0 and
+    refuses writes without it."""
+    from modelmeter import launcher
+
+    for name in ("MODELMETER_WRITE_TOKENS", "MODELMETER_ALLOW_OPEN", "MODELMETER_TOKEN"):
+        monkeypatch.delenv(name, raising=False)
+    plan = _single_container_plan(tmp_path)
+    plan.data_dir.mkdir()
+    first = launcher.collector_auth(plan)
+    token_file = plan.data_dir / launcher.WRITE_TOKEN_FILE
+    assert first.write_token and token_file.read_text().strip() == first.write_token
+    assert token_file.stat().st_mode & 0o777 == 0o600
+    assert launcher.collector_auth(plan).write_token == first.write_token  # the next start
+    children = {child.name: child for child, _ in launcher.build_children(first, tmp_path)}
+    collector = children["collector"]
+    assert collector.env["MODELMETER_WRITE_TOKENS"] == first.write_token
+    assert "--allow-open" not in collector.argv
+    assert children["demo"].env["MODELMETER_TOKEN"] == first.write_token
+
+    proc = ManagedProcess(
+        "collector",
+        collector.argv,
+        tmp_path / "collector.log",
+        ready_url=f"{first.collector_url}/readyz",
+        env=collector.env,
+    )
+    with proc:
+        url = f"{first.collector_url}/v1/models/m/labels"
+        assert httpx.post(url, json={"labels": []}, timeout=10).status_code == 401
+        sent = {"authorization": f"Bearer {first.write_token}"}
+        assert httpx.post(url, json={"labels": []}, headers=sent, timeout=10).status_code == 404
+
+
+def test_a_configured_token_or_allow_open_needs_no_generated_token(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from modelmeter import launcher
+
+    monkeypatch.delenv("MODELMETER_ALLOW_OPEN", raising=False)
+    plan = _single_container_plan(tmp_path)
+    plan.data_dir.mkdir()
+    monkeypatch.setenv("MODELMETER_WRITE_TOKENS", "mine")
+    assert launcher.collector_auth(plan) == plan
+    monkeypatch.delenv("MODELMETER_WRITE_TOKENS")
+    open_plan = dataclasses.replace(plan, allow_open=True)
+    assert launcher.collector_auth(open_plan) == open_plan
+    (collector, _), *_ = launcher.build_children(open_plan, tmp_path)
+    assert "--allow-open" in collector.argv
+    loopback = dataclasses.replace(plan, collector_host="127.0.0.1")
+    assert launcher.collector_auth(loopback) == loopback
+    assert not (plan.data_dir / launcher.WRITE_TOKEN_FILE).exists()
