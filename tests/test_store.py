@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 
-from modelmeter.store import ModelRecord, Store
+from modelmeter.store import Expired, ModelRecord, Store
 
 
 @pytest.fixture
@@ -60,10 +60,45 @@ def test_predictions_labels_and_expiry(store: Store) -> None:
     assert store.pending_counts() == {"m": 1190}
     assert store.has_pending_labels("m") and not store.has_pending_labels("other")
     assert store.find_pending_labels("m", ["late"])["late"].label == b'"0"'
+    assert found["id0"].prediction is None and found["id0"].scores is None  # only the id stays
     with store.transaction() as tx:
-        assert tx.expire(before=50.0) == (0, 0)
-        assert tx.expire(before=101.0) == (1200, 1)
+        assert tx.expire(before=50.0) == Expired({}, {})
+        assert tx.expire(before=101.0) == Expired({"m": 1190}, {"m": 1})  # what still waited
     assert store.pending_counts() == {}
+    assert store.existing_prediction_ids("m", ids) == set()
+
+
+def test_retiring_a_version_keeps_its_ids_but_stops_waiting(store: Store) -> None:
+    with store.transaction() as tx:
+        tx.touch_versions("m", ["v1", "v2"], 10.0)
+        tx.insert_predictions("m", [("a", "v1", 1.0, "1", 0.7, False)], 10.0)
+        tx.insert_predictions("m", [("b", "v2", 1.0, "1", 0.7, False)], 10.0)
+        tx.append_log("m", "v1", "observe", b"{}")
+        tx.put_checkpoint("m", "v1", 0, b"{}")
+    with store.transaction() as tx:
+        assert tx.retire_version("m", "v1") == 1
+    assert store.versions("m") == {"v2": 10.0}
+    assert store.checkpoint("m", "v1") is None and store.log_after("m", "v1", 0) == []
+    found = store.find_predictions("m", ["a", "b"])
+    assert (found["a"].labeled, found["a"].prediction) == (2, None)
+    assert found["b"].labeled == 0
+    assert store.pending_counts() == {"m": 1}
+
+
+def test_expire_oldest_and_usage(store: Store) -> None:
+    rows = [(f"p{i}", "v", 1.0, "1", None, False) for i in range(100)]
+    with store.transaction() as tx:
+        for i in range(10):
+            tx.insert_predictions("m", rows[i * 10 : (i + 1) * 10], float(i))
+        tx.insert_pending_labels("m", [(f"l{i}", b'"1"', 1.0) for i in range(10)], 0.0)
+    before = store.usage()
+    assert before.database_bytes > 0 and before.total_bytes >= before.database_bytes
+    with store.transaction() as tx:
+        expired = tx.expire_oldest(0.2)  # the two oldest receptions of predictions
+    assert expired == Expired({"m": 20}, {"m": 10})
+    assert store.pending_counts() == {"m": 80} and store.waiting_label_counts() == {}
+    store.truncate_wal()
+    assert store.usage().wal_bytes == 0
 
 
 def test_models_round_trip_and_survive_reopen(tmp_path: Path) -> None:
@@ -72,9 +107,10 @@ def test_models_round_trip_and_survive_reopen(tmp_path: Path) -> None:
     record = ModelRecord("m", b'{"task": "regression"}', b"x,y\n", "ref.csv", 1.0, 2.0)
     with s.transaction() as tx:
         tx.put_model(record)
-        tx.add_versions("m", ["v1", "v2", "v1"])
+        tx.touch_versions("m", ["v1", "v2"], 5.0)
+        tx.touch_versions("m", ["v1"], 7.0)
     s.close()
     s = Store(path)
     assert s.models() == [record]
-    assert s.versions("m") == ["v1", "v2"]
+    assert s.versions("m") == {"v1": 7.0, "v2": 5.0}
     s.close()

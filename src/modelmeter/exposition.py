@@ -44,6 +44,7 @@ from prometheus_client.core import (
 from prometheus_client.registry import Collector
 from prometheus_client.utils import floatToGoString
 
+from modelmeter.engine.operations import LABEL_DELAY_BOUNDS, LATENCY_BOUNDS
 from modelmeter.spec import DEFAULT_THRESHOLDS, ModelSpec
 
 if TYPE_CHECKING:
@@ -62,8 +63,10 @@ __all__ = [
     "ModelState",
     "ServingResources",
     "StateProvider",
+    "StoreState",
     "build_registry",
     "render",
+    "series_bound",
 ]
 
 LABEL_VALUE = re.compile(r"[A-Za-z0-9_.:-]{1,64}")
@@ -73,7 +76,9 @@ QUALITY_ISSUES = {
     "categorical": ("missing", "unseen_category", "wrong_type"),
 }
 INGEST_KINDS = ("predictions", "labels")
-INGEST_OUTCOMES = ("accepted", "rejected", "duplicate", "pending")
+INGEST_OUTCOMES = ("accepted", "rejected", "duplicate", "pending", "retired")
+EXPIRY_REASONS = ("ttl", "budget")
+RETIREMENT_REASONS = ("capacity", "idle", "manual")
 
 
 # --------------------------------------------------------------------------- the state
@@ -88,6 +93,15 @@ class ServingResources:
 
     cpu_ratio: float
     memory_bytes: float
+
+
+@dataclass(frozen=True)
+class StoreState:
+    """The collector's store at scrape time: bytes in use and the budget (0 = none)."""
+
+    database_bytes: int
+    wal_bytes: int
+    budget_bytes: int = 0
 
 
 @dataclass(frozen=True)
@@ -107,6 +121,12 @@ class ModelState:
         Predictions in the store still waiting for a label.
     resources
         ``(version, replica) -> ServingResources``, the latest report per replica.
+    waiting_labels
+        Labels in the store still waiting for their prediction.
+    last_prediction
+        When the collector last received a prediction of the model (Unix seconds), if ever.
+    dropped
+        ``(replica, kind) -> count``: events the SDK of a replica reports it dropped.
     """
 
     name: str
@@ -114,6 +134,9 @@ class ModelState:
     snapshots: Mapping[str, Snapshot] = field(default_factory=dict)
     pending_labels: int = 0
     resources: Mapping[tuple[str, str], ServingResources] = field(default_factory=dict)
+    waiting_labels: int = 0
+    last_prediction: float | None = None
+    dropped: Mapping[tuple[str, str], int] = field(default_factory=dict)
 
 
 @dataclass(frozen=True)
@@ -142,6 +165,11 @@ class CollectorState:
 
     models: Sequence[ModelState]
     ingest: Mapping[tuple[str, str, str], int] = field(default_factory=dict)
+    #: ``(model, kind, reason) -> count`` of events that expired unjoined
+    expired: Mapping[tuple[str, str, str], int] = field(default_factory=dict)
+    #: ``(model, reason) -> count`` of retired versions
+    retired: Mapping[tuple[str, str], int] = field(default_factory=dict)
+    store: StoreState | None = None
 
 
 #: Returns the current :class:`CollectorState`; called once per scrape.
@@ -270,9 +298,83 @@ METRICS: tuple[MetricDef, ...] = (
     _c(
         "modelmeter_ingest_events_total",
         ("model", "kind", "outcome"),
-        "Events received by the collector, by kind and outcome.",
+        "Events received by the collector, by kind and outcome (retired: a label for a "
+        "prediction whose version retired); counted since the collector process started.",
+    ),
+    _g("model_waiting_labels", ("model",), "Stored labels waiting for their prediction."),
+    _g(
+        "model_last_prediction_timestamp_seconds",
+        ("model",),
+        "Unix time the collector last received a prediction of the model.",
+    ),
+    _c(
+        "modelmeter_expired_events_total",
+        ("model", "kind", "reason"),
+        "Stored events that expired unjoined (predictions waiting for a label, labels "
+        "waiting for a prediction): reason ttl (MODELMETER_LABEL_TTL) or budget "
+        "(MODELMETER_STORE_BUDGET); counted since the collector process started.",
+    ),
+    _c(
+        "modelmeter_versions_retired_total",
+        ("model", "reason"),
+        "Model versions retired: capacity (a new version beyond MODELMETER_MAX_VERSIONS), "
+        "idle (MODELMETER_VERSION_IDLE) or manual (DELETE); since the process started.",
+    ),
+    _c(
+        "modelmeter_client_dropped_events_total",
+        ("model", "replica", "kind"),
+        "Events the SDK of a serving replica reports it dropped (since that client started).",
+    ),
+    _g(
+        "modelmeter_store_bytes",
+        (),
+        "Bytes the collector's store uses: database pages in use plus the WAL file.",
+    ),
+    _g("modelmeter_store_wal_bytes", (), "Size of the store's write-ahead log file."),
+    _g(
+        "modelmeter_store_budget_bytes",
+        (),
+        "Disk budget of the store (MODELMETER_STORE_BUDGET); absent when there is none.",
     ),
 )
+
+
+def series_bound(spec: ModelSpec, versions: int, replicas: int) -> int:
+    """The most series one model can export with ``versions`` live versions and ``replicas``
+    reporting replicas (the README's cardinality formula; tests check /metrics against it).
+
+    With ``k`` classes (0 for regression), ``F`` features and ``S`` drift statistics, a version
+    exports at most ``k**2 + 6k + F*(S + 7) + S + c`` series (the confusion matrix, per-class
+    figures and outcomes, per-feature drift and quality, output drift) where ``c`` counts the
+    fixed families and histogram buckets; each replica adds its CPU, memory and two dropped
+    counters; the model adds its gauges, thresholds and ingest, expiry and retirement counters.
+
+    >>> from modelmeter.spec import load_spec
+    >>> spec = load_spec(b'{"task": "binary", "classes": [0, 1], "features": '
+    ...                  b'[{"name": "x", "type": "numeric"}], "reference": {"path": "r.csv"}}')
+    >>> series_bound(spec, versions=1, replicas=1)
+    127
+    """
+    k = len(spec.classes)
+    n_features = len(spec.features)
+    n_stats = len(DRIFT_STATISTICS)
+    per_version = 2 if spec.positive_class is not None else 1  # model_info, positive class
+    if k:
+        per_version += 3 * 4 + 3 * k  # realized, estimated, reference figures; per class
+        per_version += k * k + 3 * k  # confusion matrix, one-vs-rest outcomes
+    else:
+        per_version += 4  # realized and reference MAE and RMSE
+    per_version += 4  # window predictions, labeled, errors; label coverage
+    per_version += n_features * (n_stats + 1) + n_stats + 1  # drift statistics and flags
+    per_version += n_features * 3 * 2  # quality ratio and total, three issues per feature
+    per_version += 3  # predictions, errors, unknown features
+    per_version += len(LATENCY_BOUNDS) + 3 + len(LABEL_DELAY_BOUNDS) + 3  # buckets, sum, count
+    per_replica = 2 + len(INGEST_KINDS)  # CPU, memory, dropped per kind
+    per_model = 5 + len(DEFAULT_THRESHOLDS)  # window, min_samples, pending, waiting, last
+    per_model += len(INGEST_KINDS) * (len(INGEST_OUTCOMES) + len(EXPIRY_REASONS))
+    per_model += len(RETIREMENT_REASONS)
+    return per_model + versions * per_version + replicas * per_replica
+
 
 _Scalar = GaugeMetricFamily | CounterMetricFamily
 _go_float: Callable[[float], str] = floatToGoString  # the client's own `le` formatting
@@ -364,6 +466,22 @@ def _gather(state: CollectorState) -> _Samples:
     for (name, kind, outcome), count in state.ingest.items():
         if name in registered and kind in INGEST_KINDS and outcome in INGEST_OUTCOMES:
             ingest.append(((name, kind, outcome), float(count)))
+    expired = samples["modelmeter_expired_events_total"]
+    for (name, kind, reason), count in state.expired.items():
+        if name in registered and kind in INGEST_KINDS and reason in EXPIRY_REASONS:
+            expired.append(((name, kind, reason), float(count)))
+    retired = samples["modelmeter_versions_retired_total"]
+    for (name, reason), count in state.retired.items():
+        if name in registered and reason in RETIREMENT_REASONS:
+            retired.append(((name, reason), float(count)))
+    if state.store is not None:
+        store = state.store
+        samples["modelmeter_store_bytes"].append(
+            ((), float(store.database_bytes + store.wal_bytes))
+        )
+        samples["modelmeter_store_wal_bytes"].append(((), float(store.wal_bytes)))
+        if store.budget_bytes > 0:
+            samples["modelmeter_store_budget_bytes"].append(((), float(store.budget_bytes)))
     return samples
 
 
@@ -375,6 +493,13 @@ def _add_model(f: _Samples, model: ModelState) -> None:
     f["model_window_seconds"].append(((name,), float(spec.window_seconds)))
     f["model_min_samples"].append(((name,), float(spec.min_samples)))
     f["model_pending_labels"].append(((name,), float(model.pending_labels)))
+    f["model_waiting_labels"].append(((name,), float(model.waiting_labels)))
+    if model.last_prediction is not None:
+        f["model_last_prediction_timestamp_seconds"].append(((name,), model.last_prediction))
+    dropped = f["modelmeter_client_dropped_events_total"]
+    for (replica, kind), count in sorted(model.dropped.items()):
+        if LABEL_VALUE.fullmatch(replica) and kind in INGEST_KINDS:
+            dropped.append(((name, replica, kind), float(count)))
     thresholds = f["model_alert_threshold"]
     for threshold in DEFAULT_THRESHOLDS:
         thresholds.append(((name, threshold), float(spec.thresholds[threshold])))
@@ -383,7 +508,7 @@ def _add_model(f: _Samples, model: ModelState) -> None:
             _add_version(f, spec, (name, version), model.snapshots[version])
     cpu, memory = f["model_serving_cpu_ratio"], f["model_serving_memory_bytes"]
     for (version, replica), resources in sorted(model.resources.items()):
-        if LABEL_VALUE.fullmatch(version) and LABEL_VALUE.fullmatch(replica):
+        if version in model.snapshots and LABEL_VALUE.fullmatch(replica):
             labels = (name, version, replica)
             if _finite(resources.cpu_ratio):
                 cpu.append((labels, float(resources.cpu_ratio)))

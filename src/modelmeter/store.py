@@ -43,7 +43,16 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-__all__ = ["LogRow", "ModelRecord", "PendingLabel", "Store", "StoredPrediction", "Transaction"]
+__all__ = [
+    "Expired",
+    "LogRow",
+    "ModelRecord",
+    "PendingLabel",
+    "Store",
+    "StoreUsage",
+    "StoredPrediction",
+    "Transaction",
+]
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS models (
@@ -54,9 +63,10 @@ CREATE TABLE IF NOT EXISTS models (
     created REAL NOT NULL,
     updated REAL NOT NULL
 );
-CREATE TABLE IF NOT EXISTS versions (
+CREATE TABLE IF NOT EXISTS versions (   -- the live versions of each model
     model TEXT NOT NULL,
     version TEXT NOT NULL,
+    last_seen REAL NOT NULL DEFAULT 0,   -- when its last prediction was received
     PRIMARY KEY (model, version)
 ) WITHOUT ROWID;
 CREATE TABLE IF NOT EXISTS oplog (
@@ -81,7 +91,9 @@ CREATE TABLE IF NOT EXISTS predictions (
     ts REAL NOT NULL,
     prediction BLOB,                 -- no affinity: class (TEXT), value (REAL) or NULL (error)
     scores BLOB,                     -- no affinity: P(positive) (REAL), probabilities (JSON)
-    labeled INTEGER NOT NULL,
+    labeled INTEGER NOT NULL,        -- 0 waiting, 1 labeled, 2 its version retired; once
+                                     -- not 0, prediction and scores are NULL (only the id
+                                     -- stays, to recognise a repeated event or label)
     received REAL NOT NULL,
     PRIMARY KEY (model, id)
 ) WITHOUT ROWID;
@@ -132,7 +144,7 @@ class StoredPrediction:
     ts: float
     prediction: str | float | None
     scores: float | bytes | None
-    labeled: bool
+    labeled: int  # 0 waiting, 1 labeled, 2 its version retired
 
 
 @dataclass(frozen=True)
@@ -142,6 +154,27 @@ class PendingLabel:
     id: str
     label: bytes
     ts: float
+
+
+@dataclass(frozen=True)
+class Expired:
+    """Per model: predictions that expired still waiting for a label, and labels still
+    waiting for their prediction."""
+
+    predictions: dict[str, int]
+    labels: dict[str, int]
+
+
+@dataclass(frozen=True)
+class StoreUsage:
+    """Bytes the store uses: database pages in use (free pages excluded) and the WAL file."""
+
+    database_bytes: int
+    wal_bytes: int
+
+    @property
+    def total_bytes(self) -> int:
+        return self.database_bytes + self.wal_bytes
 
 
 def _chunks(items: Sequence[str]) -> Iterator[Sequence[str]]:
@@ -182,11 +215,29 @@ class Transaction:
             self._conn.execute(f"DELETE FROM {table} WHERE model = ?", (model,))  # fixed names
         self._conn.execute("DELETE FROM models WHERE name = ?", (model,))
 
-    def add_versions(self, model: str, versions: Iterable[str]) -> None:
+    def touch_versions(self, model: str, versions: Iterable[str], seen: float) -> None:
+        """Record ``versions`` as live, last seen at ``seen``."""
         self._conn.executemany(
-            "INSERT OR IGNORE INTO versions (model, version) VALUES (?, ?)",
-            [(model, v) for v in versions],
+            "INSERT INTO versions (model, version, last_seen) VALUES (?, ?, ?) "
+            "ON CONFLICT (model, version) DO UPDATE SET last_seen = excluded.last_seen",
+            [(model, v, seen) for v in versions],
         )
+
+    def retire_version(self, model: str, version: str) -> int:
+        """Forget the engine state of a version; its waiting predictions stop waiting (their
+        late labels are then recognised as belonging to a retired version). Returns how many
+        predictions were waiting."""
+        for table in ("oplog", "checkpoints", "versions"):
+            self._conn.execute(
+                f"DELETE FROM {table} WHERE model = ? AND version = ?",  # fixed names
+                (model, version),
+            )
+        cursor = self._conn.execute(
+            "UPDATE predictions SET labeled = 2, prediction = NULL, scores = NULL "
+            "WHERE model = ? AND version = ? AND labeled = 0",
+            (model, version),
+        )
+        return int(cursor.rowcount)
 
     def append_log(self, model: str, version: str, kind: str, payload: bytes) -> int:
         cursor = self._conn.execute(
@@ -221,8 +272,10 @@ class Transaction:
         )
 
     def mark_labeled(self, model: str, ids: Sequence[str]) -> None:
+        """The predictions ``ids`` got their label: keep only their id (for idempotence)."""
         self._conn.executemany(
-            "UPDATE predictions SET labeled = 1 WHERE model = ? AND id = ?",
+            "UPDATE predictions SET labeled = 1, prediction = NULL, scores = NULL "
+            "WHERE model = ? AND id = ?",
             [(model, i) for i in ids],
         )
 
@@ -240,11 +293,48 @@ class Transaction:
             "DELETE FROM pending_labels WHERE model = ? AND id = ?", [(model, i) for i in ids]
         )
 
-    def expire(self, before: float) -> tuple[int, int]:
-        """Delete predictions and pending labels received before ``before``."""
-        a = self._conn.execute("DELETE FROM predictions WHERE received < ?", (before,)).rowcount
-        b = self._conn.execute("DELETE FROM pending_labels WHERE received < ?", (before,)).rowcount
-        return int(a), int(b)
+    def expire(self, before: float) -> Expired:
+        """Delete predictions and pending labels received before ``before``; per model, how
+        many predictions were still waiting for a label and how many labels for a
+        prediction."""
+        expired = self._waiting_before(before)
+        self._conn.execute("DELETE FROM predictions WHERE received < ?", (before,))
+        self._conn.execute("DELETE FROM pending_labels WHERE received < ?", (before,))
+        return expired
+
+    def expire_oldest(self, fraction: float) -> Expired:
+        """Delete the oldest ``fraction`` of the predictions and of the pending labels (to
+        stay within a disk budget); what was waiting, as :meth:`expire`."""
+        cutoffs = []
+        for table in ("predictions", "pending_labels"):
+            (count,) = self._conn.execute(f"SELECT COUNT(*) FROM {table}").fetchone()
+            skip = max(1, int(count * fraction)) - 1
+            row = self._conn.execute(
+                f"SELECT received FROM {table} ORDER BY received LIMIT 1 OFFSET ?", (skip,)
+            ).fetchone()
+            cutoffs.append(None if row is None else float(row[0]))
+        expired = Expired({}, {})
+        for table, cutoff in zip(("predictions", "pending_labels"), cutoffs, strict=True):
+            if cutoff is None:
+                continue
+            found = self._waiting_before(cutoff, inclusive=True)
+            target = expired.predictions if table == "predictions" else expired.labels
+            target.update(found.predictions if table == "predictions" else found.labels)
+            self._conn.execute(f"DELETE FROM {table} WHERE received <= ?", (cutoff,))
+        return expired
+
+    def _waiting_before(self, before: float, inclusive: bool = False) -> Expired:
+        op = "<=" if inclusive else "<"
+        predictions = self._conn.execute(
+            f"SELECT model, COUNT(*) FROM predictions WHERE received {op} ? AND labeled = 0 "
+            "GROUP BY model",
+            (before,),
+        ).fetchall()
+        labels = self._conn.execute(
+            f"SELECT model, COUNT(*) FROM pending_labels WHERE received {op} ? GROUP BY model",
+            (before,),
+        ).fetchall()
+        return Expired({m: int(n) for m, n in predictions}, {m: int(n) for m, n in labels})
 
 
 class Store:
@@ -256,9 +346,12 @@ class Store:
     synchronous: ``"FULL"`` (durable across power loss) or ``"NORMAL"`` (across process crash).
     """
 
-    def __init__(self, path: Path, synchronous: str = "FULL") -> None:
+    def __init__(
+        self, path: Path, synchronous: str = "FULL", max_wal_bytes: int = 64 * 1024**2
+    ) -> None:
         if synchronous not in ("FULL", "NORMAL"):
             raise ValueError(f"synchronous must be FULL or NORMAL, got {synchronous!r}")
+        self.max_wal_bytes = int(max_wal_bytes)
         self.path = Path(path)
         self.path.parent.mkdir(parents=True, exist_ok=True)
         self._lock = threading.RLock()
@@ -268,7 +361,13 @@ class Store:
         self._conn.execute("PRAGMA journal_mode=WAL")
         self._conn.execute(f"PRAGMA synchronous={synchronous}")
         self._conn.execute("PRAGMA foreign_keys=OFF")
+        # After each checkpoint the WAL file is truncated back to this size (SQLite reuses the
+        # file from its start but never shrinks it otherwise); see also truncate_wal().
+        self._conn.execute(f"PRAGMA journal_size_limit={self.max_wal_bytes}")
         self._conn.executescript(_SCHEMA)
+        columns = {row[1] for row in self._conn.execute("PRAGMA table_info(versions)")}
+        if "last_seen" not in columns:  # a store written before versions could retire
+            self._conn.execute("ALTER TABLE versions ADD COLUMN last_seen REAL NOT NULL DEFAULT 0")
 
     def close(self) -> None:
         with self._lock:
@@ -298,13 +397,36 @@ class Store:
         )
         return [ModelRecord(*row) for row in rows]
 
-    def versions(self, model: str) -> list[str]:
-        return [
-            r[0]
+    def versions(self, model: str) -> dict[str, float]:
+        """The live versions of ``model`` and when each last received a prediction."""
+        return {
+            r[0]: float(r[1])
             for r in self._query(
-                "SELECT version FROM versions WHERE model = ? ORDER BY version", (model,)
+                "SELECT version, last_seen FROM versions WHERE model = ? ORDER BY version",
+                (model,),
             )
-        ]
+        }
+
+    # --- size -------------------------------------------------------------------------------
+    def usage(self) -> StoreUsage:
+        """Bytes in use now (what a disk budget is compared with)."""
+        with self._lock:
+            page_size = self._conn.execute("PRAGMA page_size").fetchone()[0]
+            pages = self._conn.execute("PRAGMA page_count").fetchone()[0]
+            free = self._conn.execute("PRAGMA freelist_count").fetchone()[0]
+        wal = Path(f"{self.path}-wal")
+        try:
+            wal_bytes = wal.stat().st_size
+        except FileNotFoundError:
+            wal_bytes = 0
+        return StoreUsage(int(page_size) * (int(pages) - int(free)), int(wal_bytes))
+
+    def truncate_wal(self) -> None:
+        """Copy the WAL into the database and truncate it to zero bytes, if no reader holds it
+        (a periodic bound on the WAL under sustained writes, when automatic checkpoints keep
+        appending)."""
+        with self._lock:
+            self._conn.execute("PRAGMA wal_checkpoint(TRUNCATE)")
 
     # --- engine log and checkpoints ---------------------------------------------------------
     def checkpoint(self, model: str, version: str) -> tuple[int, bytes] | None:
@@ -332,7 +454,7 @@ class Store:
                 (model, *chunk),
             ):
                 found[row[0]] = StoredPrediction(
-                    row[0], row[1], float(row[2]), row[3], row[4], bool(row[5])
+                    row[0], row[1], float(row[2]), row[3], row[4], int(row[5])
                 )
         return found
 
@@ -363,6 +485,13 @@ class Store:
     def has_pending_labels(self, model: str) -> bool:
         """Whether any label of ``model`` waits for its prediction (skips a lookup if not)."""
         return bool(self._query("SELECT 1 FROM pending_labels WHERE model = ? LIMIT 1", (model,)))
+
+    def waiting_label_counts(self) -> dict[str, int]:
+        """Labels waiting for their prediction, per model."""
+        return {
+            r[0]: int(r[1])
+            for r in self._query("SELECT model, COUNT(*) FROM pending_labels GROUP BY model")
+        }
 
     def pending_counts(self) -> dict[str, int]:
         """Predictions waiting for a label, per model."""

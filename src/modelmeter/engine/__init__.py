@@ -8,7 +8,7 @@
 from modelmeter.engine.batch import LabelBatch, PredictionBatch
 from modelmeter.engine.config import FeatureSpec, MonitorConfig, ReferenceData
 from modelmeter.engine.drift import PSI_EPSILON
-from modelmeter.engine.monitor import ModelMonitor
+from modelmeter.engine.monitor import ModelMonitor, StateTooLarge
 from modelmeter.engine.operations import LABEL_DELAY_BOUNDS, LATENCY_BOUNDS
 from modelmeter.engine.quality import ISSUES
 from modelmeter.engine.snapshot import (
@@ -39,4 +39,5 @@ __all__ = [
     "ReferenceData",
     "RegressionFigures",
     "Snapshot",
+    "StateTooLarge",
 ]

@@ -71,7 +71,9 @@ class MonitorConfig:
 
     The window is a ring of ``ceil(window_seconds / bucket_seconds)`` buckets. Drift and
     performance figures are NaN while the window holds fewer than ``min_samples`` values.
-    ``positive_class`` (binary only) defaults to the last class.
+    ``positive_class`` (binary only) defaults to the last class. A categorical feature without
+    spec ``categories`` takes the ``max_categories`` most frequent reference values as its
+    vocabulary; other values count as its ``other`` bin.
 
     >>> MonitorConfig(task="regression", features=(), window_seconds=60, bucket_seconds=5).n_buckets
     12
@@ -86,6 +88,7 @@ class MonitorConfig:
     min_samples: int = 100
     drift_bins: int = 10
     drift_fdr: float = 0.05
+    max_categories: int = 100
     n_buckets: int = field(init=False, repr=False, compare=False)
 
     def __post_init__(self) -> None:
@@ -114,6 +117,8 @@ class MonitorConfig:
             raise ValueError(f"min_samples must be an integer >= 1, got {self.min_samples}")
         if int(self.drift_bins) != self.drift_bins or not 1 <= self.drift_bins <= 1000:
             raise ValueError(f"drift_bins must be an integer in 1..1000, got {self.drift_bins}")
+        if int(self.max_categories) != self.max_categories or self.max_categories < 1:
+            raise ValueError(f"max_categories must be an integer >= 1, got {self.max_categories}")
         if not 0 < self.drift_fdr < 1:
             raise ValueError(f"drift_fdr must be in (0, 1), got {self.drift_fdr}")
 

@@ -49,6 +49,7 @@ True
 from __future__ import annotations
 
 import math
+from collections import Counter
 from collections.abc import Mapping, Sequence
 from itertools import repeat
 
@@ -445,11 +446,24 @@ class CategoricalBinning:
 
     @classmethod
     def fit(
-        cls, values: npt.NDArray[np.generic], categories: Sequence[str] | None = None
+        cls,
+        values: npt.NDArray[np.generic],
+        categories: Sequence[str] | None = None,
+        max_categories: int | None = None,
     ) -> CategoricalBinning:
-        """Bins from spec ``categories`` or, without them, the reference values' vocabulary."""
+        """Bins from spec ``categories`` or, without them, the reference values' vocabulary:
+        its ``max_categories`` most frequent values (ties by value), the rest in ``other``.
+
+        >>> ref = np.array(["a", "b", "b", "c", "c", "c"], dtype=object)
+        >>> b = CategoricalBinning.fit(ref, max_categories=2)
+        >>> b.vocabulary, b.reference_counts.tolist()
+        (('b', 'c'), [2.0, 3.0, 1.0])
+        """
         if categories is None:
-            seen = {v for v in values.tolist() if v is not None and isinstance(v, str)}
+            seen = Counter(v for v in values.tolist() if v is not None and isinstance(v, str))
+            if max_categories is not None and len(seen) > max_categories:
+                ranked = sorted(seen.items(), key=lambda item: (-item[1], item[0]))
+                seen = Counter(dict(ranked[:max_categories]))
             categories = sorted(seen)
         binning = cls(categories)
         codes = binning.index(values)

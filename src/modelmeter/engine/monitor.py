@@ -46,7 +46,7 @@ from modelmeter.engine.snapshot import (
 )
 from modelmeter.engine.windows import BucketRing
 
-__all__ = ["ModelMonitor"]
+__all__ = ["ModelMonitor", "StateTooLarge"]
 
 CHECKPOINT_FORMAT = 1
 NAN = float("nan")
@@ -73,6 +73,18 @@ class _Prepared(NamedTuple):
     scored: BoolArray | None  # rows with scores (and a prediction)
     latency: FloatArray | None
     errors: BoolArray | None
+
+
+class StateTooLarge(ValueError):
+    """The window state of a configuration would exceed the bytes allowed for it."""
+
+    def __init__(self, required: int, limit: int) -> None:
+        super().__init__(
+            f"the window state needs {required} bytes, above the limit of {limit} bytes; use "
+            "fewer features, categories or drift bins, or fewer, longer buckets"
+        )
+        self.required = required
+        self.limit = limit
 
 
 class ModelMonitor:
@@ -126,7 +138,9 @@ class ModelMonitor:
     True
     """
 
-    def __init__(self, config: MonitorConfig, reference: ReferenceData) -> None:
+    def __init__(
+        self, config: MonitorConfig, reference: ReferenceData, max_state_bytes: int | None = None
+    ) -> None:
         self.config = config
         self._classes = config.classes
         self._k = len(config.classes)
@@ -152,7 +166,8 @@ class ModelMonitor:
                     raise ValueError(f"reference feature {spec.name!r}: {error}") from None
             else:
                 objects = _object_values(column, spec.name, column.shape[0])
-                categorical.append((spec, CategoricalBinning.fit(objects, spec.categories)))
+                binning = CategoricalBinning.fit(objects, spec.categories, config.max_categories)
+                categorical.append((spec, binning))
         self._numeric = NumericBlock([s for s, _ in numeric], [b for _, b in numeric])
         self._categorical = CategoricalBlock(
             [s for s, _ in categorical], [b for _, b in categorical]
@@ -165,7 +180,14 @@ class ModelMonitor:
         self._reference_figures: ClassificationFigures | None = None
         self._reference_regression: RegressionFigures | None = None
         self._fit_output(reference)
-        self._ring = BucketRing(config.n_buckets, config.bucket_seconds, self._shapes())
+        shapes = self._shapes()
+        per_bucket = sum(int(np.prod(shape)) for shape in shapes.values())
+        totals = sum(int(np.prod(shape)) for shape in self._total_shapes().values())
+        #: bytes of the window ring and totals (float64), known before they are allocated
+        self.state_bytes = 8 * (config.n_buckets * per_bucket + totals)
+        if max_state_bytes is not None and self.state_bytes > max_state_bytes:
+            raise StateTooLarge(self.state_bytes, max_state_bytes)
+        self._ring = BucketRing(config.n_buckets, config.bucket_seconds, shapes)
         self._totals: dict[str, FloatArray] = {
             name: np.zeros(shape) for name, shape in self._total_shapes().items()
         }
@@ -484,6 +506,36 @@ class ModelMonitor:
         Realized performance counts a label in the bucket of its arrival; label coverage
         counts it in the bucket of its prediction, if that is still in the window.
         """
+        arrived, made, predicted, actual, valid = self._prepare_labels(batch, now)
+        n = arrived.shape[0]
+        if n == 0:
+            if now is not None:
+                self._ring.advance(now)
+            return
+        self._advance(now, arrived)
+        ring = self._ring
+        label_slots = ring.slots(arrived)
+        ops = self._totals["ops"]
+        ops += ring.add("ops", label_slots, LABELS)
+        ops += ring.add("ops", ring.slots(made), LABELED)
+        self._label_delay.add(np.maximum(arrived - made, 0.0))
+        rows = label_slots if valid.all() else label_slots[valid]
+        if self.config.is_classification:
+            index = (predicted.astype(np.int64) * self._k + actual.astype(np.int64))[valid]
+            self._totals["confusion"] += ring.add("confusion", rows, index).reshape(
+                self._k, self._k
+            )
+        else:
+            terms = regression_sums(
+                np.asarray(predicted[valid], np.float64), np.asarray(actual[valid], np.float64)
+            )
+            for position in range(3):
+                ring.add("regression", rows, position, terms[:, position])
+
+    def _prepare_labels(
+        self, batch: LabelBatch, now: float | None
+    ) -> tuple[FloatArray, FloatArray, IntArray | FloatArray, IntArray | FloatArray, BoolArray]:
+        """(arrived, made, predicted, actual, valid); ValueError naming a bad column."""
         if now is not None and not math.isfinite(now):
             raise ValueError(f"now must be a finite number of seconds, got {now}")
         arrived = _float_column(batch.label_timestamps, "label_timestamps", None)
@@ -499,34 +551,33 @@ class ModelMonitor:
             actual = self._class_index(_object_values(batch.labels, "labels", n), "labels")
             if np.any(actual < 0):
                 raise ValueError("column 'labels': a label must be one of the classes, not empty")
-            valid = predicted >= 0
+            return arrived, made, predicted, actual, predicted >= 0
+        predicted_values = _float_column(batch.predictions, "predictions", n)
+        actual_values = _float_column(batch.labels, "labels", n)
+        if not np.isfinite(actual_values).all():
+            raise ValueError("column 'labels': regression labels must be finite numbers")
+        return arrived, made, predicted_values, actual_values, np.isfinite(predicted_values)
+
+    def check(self, batch: PredictionBatch | LabelBatch, now: float | None = None) -> None:
+        """Raise the ValueError that ``observe`` / ``label`` would raise for ``batch``, without
+        counting anything (a caller that must acknowledge only what the engine accepts checks
+        first, then commits, then applies).
+
+        >>> from modelmeter.engine.config import MonitorConfig, ReferenceData
+        >>> config = MonitorConfig(task="binary", features=(), classes=("0", "1"), min_samples=1)
+        >>> ref = ReferenceData({}, np.array(["0", "1"] * 30, dtype=object),
+        ...                     np.array(["0", "1"] * 30, dtype=object))
+        >>> ModelMonitor(config, ref).check(LabelBatch(
+        ...     np.array([1.0]), np.array([1.0]), np.array(["2"], dtype=object),
+        ...     np.array(["1"], dtype=object)))
+        Traceback (most recent call last):
+        ...
+        ValueError: column 'predictions': value '2' at index 0 is not one of the classes ...
+        """
+        if isinstance(batch, PredictionBatch):
+            self._prepare(batch, now)
         else:
-            predicted_values = _float_column(batch.predictions, "predictions", n)
-            actual_values = _float_column(batch.labels, "labels", n)
-            if not np.isfinite(actual_values).all():
-                raise ValueError("column 'labels': regression labels must be finite numbers")
-            valid = np.isfinite(predicted_values)
-        if n == 0:
-            if now is not None:
-                self._ring.advance(now)
-            return
-        self._advance(now, arrived)
-        ring = self._ring
-        label_slots = ring.slots(arrived)
-        ops = self._totals["ops"]
-        ops += ring.add("ops", label_slots, LABELS)
-        ops += ring.add("ops", ring.slots(made), LABELED)
-        self._label_delay.add(np.maximum(arrived - made, 0.0))
-        rows = label_slots if valid.all() else label_slots[valid]
-        if self.config.is_classification:
-            index = (predicted * self._k + actual)[valid]
-            self._totals["confusion"] += ring.add("confusion", rows, index).reshape(
-                self._k, self._k
-            )
-        else:
-            terms = regression_sums(predicted_values[valid], actual_values[valid])
-            for position in range(3):
-                ring.add("regression", rows, position, terms[:, position])
+            self._prepare_labels(batch, now)
 
     # ------------------------------------------------------------------ reading
 

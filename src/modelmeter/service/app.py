@@ -37,7 +37,8 @@ log = logging.getLogger("modelmeter.collector")
 
 
 async def _housekeeping(hub: Hub, settings: Settings) -> None:
-    """Checkpoint every ``checkpoint_interval``; expire old predictions/labels every minute."""
+    """Checkpoint and hold the store to its budget every ``checkpoint_interval``; expire old
+    predictions/labels and retire idle versions every minute."""
     interval = settings.checkpoint_interval_seconds
     expire_every = min(60.0, max(1.0, settings.label_ttl_seconds / 10))
     last_expiry = 0.0
@@ -45,6 +46,7 @@ async def _housekeeping(hub: Hub, settings: Settings) -> None:
         await asyncio.sleep(interval)
         try:
             await anyio.to_thread.run_sync(hub.checkpoint)
+            await anyio.to_thread.run_sync(hub.enforce_budget)
             if time.monotonic() - last_expiry >= expire_every:
                 last_expiry = time.monotonic()
                 await anyio.to_thread.run_sync(hub.expire, time.time())
@@ -57,7 +59,7 @@ def create_app(settings: Settings) -> FastAPI:
 
     @contextlib.asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
-        store = Store(settings.database_path, settings.sqlite_synchronous)
+        store = Store(settings.database_path, settings.sqlite_synchronous, settings.max_wal_bytes)
         hub = Hub(settings, store)
         app.state.hub = hub
         app.state.registry = build_registry(lambda: hub.state(time.time()))

@@ -49,6 +49,7 @@ __all__ = [
     "PredictionEvent",
     "Resources",
     "Schema",
+    "check_target",
     "label_batch",
     "label_payload",
     "observe_batch",
@@ -205,6 +206,15 @@ def _to_target(value: Any, schema: Schema, field: str) -> str | float:
     if not _is_number(value):
         raise _Reject(f"{field!r} must be a number for a regression model, got {_show(value)}")
     return float(value)
+
+
+def check_target(value: Any, schema: Schema, field: str) -> str | float:
+    """``value`` as a class (classification) or number (regression) of ``schema``;
+    ValueError saying why not (for values stored under an earlier spec)."""
+    try:
+        return _to_target(value, schema, field)
+    except _Reject as exc:
+        raise ValueError(str(exc)) from None
 
 
 def _show(value: Any) -> str:
