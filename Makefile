@@ -62,6 +62,8 @@ bench: setup
 	$(PY) bench/ingest.py
 	$(PY) bench/dashboard.py
 	$(PY) bench/sdk.py
+	$(PY) bench/store.py
+	$(PY) bench/soak.py --duration $${SOAK_DURATION:-30m}
 
 clean:
 	rm -rf $(VENV) bench/.venv-peers .pytest_cache .mypy_cache .ruff_cache
