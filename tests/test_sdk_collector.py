@@ -1,4 +1,4 @@
-"""The SDK against the real collector: batching, flush, restarts, drops, 4xx.
+"""The SDK against the real collector: batching, flush, restarts, drops, 4xx, fairness.
 
 Each test starts the real collector (``helpers.collector_process``) on a free loopback port
 and registers the demo model (a scikit-learn classifier on the NOAA rainfall data); counts
@@ -9,6 +9,9 @@ from __future__ import annotations
 
 import logging
 import re
+import threading
+import time
+from collections import deque
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -18,9 +21,9 @@ import psutil
 import pytest
 
 import dashboard_support as ds
-from helpers import ManagedProcess, free_port
+from helpers import ManagedProcess, free_port, wait_until
 from modelmeter.demo import artifacts, data, model
-from modelmeter.sdk import Client, monitor
+from modelmeter.sdk import Client, monitor, replica_name
 
 MODEL = "rainfall"
 
@@ -71,6 +74,25 @@ def ingest_counts(url: str) -> dict[tuple[str, str], float]:
         re.M,
     )
     return {(kind, outcome): float(v) for kind, outcome, v in pattern.findall(text)}
+
+
+def labeled_total(url: str) -> float:
+    """Predictions joined with their label so far (the confusion matrix of every version)."""
+    text = httpx.get(f"{url}/metrics", timeout=10).text
+    pattern = re.compile(r"^model_labeled_predictions_total\{([^}]*)\} (\S+)$", re.M)
+    return sum(float(v) for labels, v in pattern.findall(text) if f'model="{MODEL}"' in labels)
+
+
+def client_dropped(url: str) -> dict[tuple[str, str], float]:
+    """``(replica, kind) -> count`` of ``modelmeter_client_dropped_events_total`` for MODEL."""
+    text = httpx.get(f"{url}/metrics", timeout=10).text
+    pattern = re.compile(r"^modelmeter_client_dropped_events_total\{([^}]*)\} (\S+)$", re.M)
+    out = {}
+    for label_text, value in pattern.findall(text):
+        labels = dict(re.findall(r'(\w+)="([^"]*)"', label_text))
+        if labels.get("model") == MODEL:
+            out[(labels["replica"], labels["kind"])] = float(value)
+    return out
 
 
 def rows(dataset: Any, n: int, start: int = 4000) -> list[dict[str, float]]:
@@ -179,3 +201,98 @@ def test_4xx_is_not_retried(
     assert good.stats["sent"] == 1 and good.stats["rejected"] == 1
     client.close()
     good.close()
+
+
+def test_labels_keep_up_with_sustained_predictions(
+    collector: ManagedProcess, demo_files: Any
+) -> None:
+    """One client, 20 s of predictions at 3,000/s, each label logged 0.5 s after its
+    prediction: labels arrive during the run (not all at the end), each one after its
+    prediction, and at least 99 % of the predictions end up labeled."""
+    (dataset, estimator), _ = demo_files
+    url = collector.url  # type: ignore[attr-defined]
+    rate, chunk, seconds, delay = 3000, 50, 20.0, 0.5
+    frame = dataset.frame.iloc[4000:16000]
+    predicted = estimator.predict(frame)
+    truth = dataset.labels[4000:16000]
+    client = Client(url, MODEL)  # the defaults: batches of 500, a partial batch every second
+    due: deque[tuple[float, list[str], Any]] = deque()
+    logged = {"predictions": 0, "labels": 0}
+    samples: list[tuple[float, int, float, int]] = []  # (t, labels logged, labeled, queued)
+    done = threading.Event()
+
+    def watch() -> None:  # the collector's joined labels over time, once a second
+        while not done.wait(1.0):
+            t = time.monotonic() - start
+            samples.append((t, logged["labels"], labeled_total(url), client.stats["queued"]))
+
+    start = time.monotonic()
+    watcher = threading.Thread(target=watch, daemon=True)
+    watcher.start()
+    i = 0
+    while time.monotonic() - start < seconds:
+        at = (i * chunk) % (len(frame) - chunk)
+        ids = [f"s{i}-{k}" for k in range(chunk)]
+        client.log_predictions(frame.iloc[at : at + chunk], predicted[at : at + chunk], ids=ids)
+        logged["predictions"] += chunk
+        due.append((time.monotonic() + delay, ids, truth[at : at + chunk].tolist()))
+        while due and due[0][0] <= time.monotonic():
+            _, label_ids, values = due.popleft()
+            client.log_labels(zip(label_ids, values, strict=True))
+            logged["labels"] += len(label_ids)
+        i += 1
+        pause = start + i * chunk / rate - time.monotonic()  # pacing, not waiting for a state
+        if pause > 0:
+            time.sleep(pause)
+    for _, label_ids, values in due:
+        client.log_labels(zip(label_ids, values, strict=True))
+        logged["labels"] += len(label_ids)
+    done.set()
+    watcher.join(timeout=10)
+    assert client.flush(timeout=60)
+    total = logged["predictions"]
+    assert total >= 0.9 * rate * seconds, f"the test logged only {total} predictions"
+    assert snapshot(url)["predictions_total"] == total
+    coverage = labeled_total(url) / total
+    assert coverage >= 0.99, f"label coverage {coverage:.2%}"
+    counts = ingest_counts(url)
+    # every label was sent after its prediction: none had to wait at the collector
+    assert counts.get(("labels", "pending"), 0) == 0
+    assert counts[("labels", "accepted")] == total
+    stats = client.stats
+    assert stats["sent"] == 2 * total and stats["dropped"] == 0 and stats["rejected"] == 0
+    # during the run the joined labels followed the logged ones within a few seconds, while
+    # the client still held predictions (the old sender sent labels only on an empty queue)
+    during = [s for s in samples if 3.0 <= s[0] <= seconds - 1.0]
+    assert len(during) >= 10, samples
+    behind = {t: logged_labels - labeled for t, logged_labels, labeled, _ in during}
+    assert all(lag <= 3 * rate for lag in behind.values()), f"labels behind: {behind}"
+    assert any(queued > 0 for *_, queued in during), samples
+    client.close()
+
+
+def test_the_collector_exports_what_the_client_dropped(
+    collector: ManagedProcess, demo_files: Any
+) -> None:
+    (dataset, _), _ = demo_files
+    url = collector.url  # type: ignore[attr-defined]
+    client = Client(url, MODEL, max_queue=10, batch_size=10, flush_interval=60)
+    row = rows(dataset, 1)[0]
+    for _ in range(2000):  # far faster than batches of 10 go: most are dropped
+        client.log_prediction(row, 0)
+    client.log_labels([(f"missing-{i}", 0) for i in range(30)])  # 20 beyond the queue
+    assert client.flush(timeout=30)
+    client.log_predictions(rows(dataset, 5), [0] * 5)  # the report rides on predictions
+    assert client.flush(timeout=30)
+    lost = client.reported_drops
+    assert lost["predictions"] > 0 and lost["labels"] == 20
+    assert client.stats["dropped"] == lost["predictions"] + lost["labels"]
+    replica = replica_name()
+    expected = {(replica, kind): float(n) for kind, n in lost.items()}
+    exported = wait_until(
+        lambda: client_dropped(url) or None,
+        timeout=10,
+        what="modelmeter_client_dropped_events_total",
+    )
+    assert exported == expected
+    client.close()
