@@ -6,8 +6,9 @@ collector is unreachable or overloaded. ``monitor`` wraps a scikit-learn style e
 that every ``predict``/``predict_proba`` call is reported.
 
 The caller's thread only appends to a queue: no JSON, no I/O, no exception ever reaches the
-model service. What cannot be delivered is counted in ``client.stats`` and logged
-(rate-limited).
+model service. What cannot be delivered is counted in ``client.stats``, logged
+(rate-limited) and reported to the collector with the next predictions request
+(``resources.dropped``, exported as ``modelmeter_client_dropped_events_total``).
 
 Examples
 --------
