@@ -25,7 +25,7 @@ import orjson
 import psutil
 import pytest
 
-from helpers import ManagedProcess, missing
+from helpers import ManagedProcess, free_port, missing
 from service_support import collector, events, reference_csv, spec_dict, without_labels
 
 JSON = {"content-type": "application/json"}
@@ -252,8 +252,18 @@ def open_local(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, A
     """A collector on loopback without MODELMETER_REFERENCE_DIR, debug endpoints on."""
     tmp = tmp_path_factory.mktemp("open-local")
     (tmp / "reference.csv").write_bytes(reference_csv())
+    port = free_port()
     env = _clean_env() | {"MODELMETER_DEBUG_ENDPOINTS": "true"}
-    with collector(tmp, env=env) as proc, httpx.Client(base_url=proc.url, timeout=30.0) as client:
+    # Not helpers.collector_process: it sets a reference directory.
+    proc = ManagedProcess(
+        "collector",
+        _collector_argv(tmp, "127.0.0.1", port),
+        tmp / "collector.log",
+        ready_url=f"http://127.0.0.1:{port}/readyz",
+        env=env,
+    )
+    url = f"http://127.0.0.1:{port}"
+    with proc, httpx.Client(base_url=url, timeout=30.0) as client:
         yield {"proc": proc, "client": client, "tmp": tmp}
 
 
