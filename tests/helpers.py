@@ -201,8 +201,13 @@ def collector_process(
     data_dir: Path | None = None,
     env: dict[str, str] | None = None,
 ) -> ManagedProcess:
-    """The real collector (``python -m modelmeter collector``) on 127.0.0.1, not yet started."""
+    """The real collector (``python -m modelmeter collector``) on 127.0.0.1, not yet started.
+
+    Its reference directory (MODELMETER_REFERENCE_DIR) is ``tmp`` unless ``env`` sets one, so
+    a spec may name a reference file the test wrote there.
+    """
     port = port or free_port()
+    env = {"MODELMETER_REFERENCE_DIR": str(tmp), **(env or {})}
     data_dir = data_dir or tmp / "collector-data"
     proc = ManagedProcess(
         "collector",

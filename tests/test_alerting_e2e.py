@@ -292,7 +292,7 @@ class Stack:
 
 @pytest.fixture
 def stack(tmp_path: Path, webhook: Webhook) -> Iterator[Stack]:
-    collector = collector_process(tmp_path)
+    collector = collector_process(tmp_path, env={"MODELMETER_REFERENCE_DIR": str(EXAMPLES)})
     alertmanager = alertmanager_process(tmp_path, fast_alertmanager_config(webhook.url))
     rules_dir = tmp_path / "rules-src"
     rules_dir.mkdir()
@@ -398,6 +398,7 @@ def test_collector_down_fires_and_a_restart_continues_the_counters(stack: Stack)
         stack.tmp,
         port=stack.collector.port,  # type: ignore[attr-defined]
         data_dir=stack.tmp / "collector-data",
+        env={"MODELMETER_REFERENCE_DIR": str(EXAMPLES)},
     )
     with restarted:
         assert metric_value(stack.collector_url, "model_predictions_total") == total_before

@@ -41,8 +41,10 @@ from modelmeter.exposition import (
     ModelMetricsCollector,
     ModelState,
     ServingResources,
+    StoreState,
     build_registry,
     render,
+    series_bound,
 )
 from modelmeter.spec import ModelSpec, load_reference, load_spec
 
@@ -71,6 +73,9 @@ class Scenario:
             snapshots={"v1": self.monitor.snapshot(NOW), "v2": self.empty.snapshot(NOW)},
             pending_labels=len(self.predictions) - LABELED,
             resources={("v1", "replica-1"): self.resources},
+            waiting_labels=3,
+            last_prediction=NOW,
+            dropped={("replica-1", "predictions"): 5},
         )
         model = dataclasses.replace(model, **changes)
         return CollectorState(
@@ -79,6 +84,9 @@ class Scenario:
                 ("cancer", "predictions", "accepted"): len(self.predictions),
                 ("cancer", "labels", "accepted"): LABELED,
             },
+            expired={("cancer", "predictions", "ttl"): 2, ("gone", "labels", "ttl"): 1},
+            retired={("cancer", "capacity"): 1},
+            store=StoreState(4096, 1024, budget_bytes=10**9),
         )
 
 
@@ -251,6 +259,25 @@ def test_every_family_is_present_with_help_and_type(registry: ExpositionRegistry
         "model_reference_mean_absolute_error",
         "model_reference_root_mean_squared_error",
     }
+
+
+def test_series_of_a_model_stay_within_the_stated_bound(scenario: Scenario) -> None:
+    """The README's cardinality formula bounds what a model exports, and nearly reaches it
+    for a version with every figure (v1 here: scores, labels, latency, drift, quality)."""
+    full = scenario.state(snapshots={"v1": scenario.monitor.snapshot(NOW)})
+    body = render(build_registry(lambda: full)).decode()
+    series = [
+        line
+        for line in body.splitlines()
+        if not line.startswith("#") and 'model="cancer"' in line
+    ]
+    bound = series_bound(scenario.spec, versions=1, replicas=1)
+    assert len(series) <= bound
+    # what the bound counts and this state lacks: per-class figures and drift statistics a
+    # binary model with numeric features has no value for (chi-square p-value), and 1 of
+    # the 2 dropped kinds
+    assert len(series) >= bound - 3 * 2 - len(scenario.spec.features) - 2
+    assert series_bound(scenario.spec, versions=10, replicas=32) > bound
 
 
 def _sample_name(d: MetricDef) -> str:

@@ -49,7 +49,7 @@ def test_help_lists_every_setting_with_env_and_default() -> None:
 
 def test_restart_in_process_restores_state(tmp_path: Path) -> None:
     ref = write_reference(tmp_path)
-    settings = Settings(data_dir=tmp_path / "data")
+    settings = Settings(data_dir=tmp_path / "data", reference_dir=tmp_path)
     batch = without_labels(events(0, 40, seed=2))
     with TestClient(create_app(settings)) as client:
         r = client.put("/v1/models/m", content=orjson.dumps(spec_dict(str(ref))),
@@ -70,7 +70,9 @@ def test_restart_in_process_restores_state(tmp_path: Path) -> None:
 
 
 def test_protected_metrics_accept_write_tokens_when_no_read_token(tmp_path: Path) -> None:
-    settings = Settings(data_dir=tmp_path, write_tokens=("w",), protect_metrics=True)
+    settings = Settings(
+        data_dir=tmp_path, reference_dir=tmp_path, write_tokens=("w",), protect_metrics=True
+    )
     with TestClient(create_app(settings)) as client:
         assert client.get("/metrics").status_code == 401
         assert client.get("/metrics", headers={"authorization": "Bearer x"}).status_code == 403
@@ -82,7 +84,7 @@ def test_ttl_expiry_forgets_waiting_predictions_and_their_ids(tmp_path: Path) ->
     import time
 
     ref = write_reference(tmp_path)
-    app = create_app(Settings(data_dir=tmp_path / "data", label_ttl_seconds=60.0))
+    app = create_app(Settings(data_dir=tmp_path / "data", reference_dir=tmp_path, label_ttl_seconds=60.0))
     batch = without_labels(events(0, 10, seed=5))
     with TestClient(app) as client:
         r = client.put("/v1/models/m", content=orjson.dumps(spec_dict(str(ref))),

@@ -298,17 +298,26 @@ def test_limits_and_tokens(tmp_path: Path) -> None:
         c.close()
 
 
-def test_at_most_ten_versions_and_32_replicas_become_labels(server: Any) -> None:
+def test_at_most_ten_live_versions_and_32_replicas_become_labels(server: Any) -> None:
     """Runs last in this module: it adds (bounded) version and replica series on purpose."""
     batch = _good(90_000, 12)
     for i, event in enumerate(batch):
         event["version"] = f"v{i}"
-    known = len(server.client.get(f"/v1/models/{MODEL}").json()["snapshots"])
+    before = server.client.get(f"/v1/models/{MODEL}").json()["snapshots"]
+    assert list(before) == ["default"]
     body = server.client.post(PRED, content=orjson.dumps({"predictions": batch}), headers=JSON)
     result = body.json()
-    assert result["accepted"] == 10 - known
-    assert [r["index"] for r in result["rejected"]] == list(range(10 - known, 12))
-    assert "already has 10 versions" in result["rejected"][0]["error"]
+    # "default" retires to make room; a batch alone cannot hold more than the limit
+    assert result["accepted"] == 10
+    assert [r["index"] for r in result["rejected"]] == [10, 11]
+    assert "this batch alone has more than 10 versions" in result["rejected"][0]["error"]
+    assert "MODELMETER_MAX_VERSIONS" in result["rejected"][0]["error"]
+    live = server.client.get(f"/v1/models/{MODEL}").json()["snapshots"]
+    assert sorted(live) == sorted(f"v{i}" for i in range(10))
+    text = server.client.get("/metrics").text
+    retired = f'modelmeter_versions_retired_total{{model="{MODEL}",reason="capacity"}}'
+    assert sample(text, retired) == 1.0
+    assert f'model_info{{model="{MODEL}",task="binary",version="default"}}' not in text
     for r in range(40):
         resources = {"replica": f"pod-{r}", "cpu_ratio": 0.5, "memory_bytes": 1e8}
         doc = {"predictions": _good(95_000 + r, 1), "resources": resources}
