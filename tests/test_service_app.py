@@ -84,7 +84,9 @@ def test_ttl_expiry_forgets_waiting_predictions_and_their_ids(tmp_path: Path) ->
     import time
 
     ref = write_reference(tmp_path)
-    app = create_app(Settings(data_dir=tmp_path / "data", reference_dir=tmp_path, label_ttl_seconds=60.0))
+    app = create_app(
+        Settings(data_dir=tmp_path / "data", reference_dir=tmp_path, label_ttl_seconds=60.0)
+    )
     batch = without_labels(events(0, 10, seed=5))
     with TestClient(app) as client:
         r = client.put("/v1/models/m", content=orjson.dumps(spec_dict(str(ref))),
@@ -98,3 +100,30 @@ def test_ttl_expiry_forgets_waiting_predictions_and_their_ids(tmp_path: Path) ->
         assert client.get("/v1/models/m").json()["pending_labels"] == 0
         again = client.post("/v1/models/m/predictions", json={"predictions": batch}).json()
         assert again["accepted"] == 10  # past the TTL an id is new again
+
+
+def test_idle_versions_retire_and_their_late_labels_are_counted(tmp_path: Path) -> None:
+    import time
+
+    ref = write_reference(tmp_path)
+    settings = Settings(data_dir=tmp_path / "data", reference_dir=tmp_path, version_idle_seconds=60)
+    app = create_app(settings)
+    with TestClient(app) as client:
+        r = client.put("/v1/models/m", content=orjson.dumps(spec_dict(str(ref))),
+                       headers={"content-type": "application/json"})  # fmt: skip
+        assert r.status_code == 201
+        hub = app.state.hub
+        t = time.time()
+        for version, start, now in (("v1", 0, t), ("v2", 100, t + 30)):
+            batch = without_labels(events(start, 10, seed=1))
+            for event in batch:
+                event["version"] = version
+            assert hub.ingest_predictions("m", {"predictions": batch}, now)["accepted"] == 10
+        hub.expire(t + 65)  # v1 idle for 65 s, v2 for 35 s
+        assert sorted(client.get("/v1/models/m").json()["snapshots"]) == ["v2"]
+        text = client.get("/metrics").text
+        assert 'modelmeter_versions_retired_total{model="m",reason="idle"} 1.0' in text
+        assert 'version="v1"' not in text
+        assert client.get("/v1/models/m").json()["pending_labels"] == 10
+        body = client.post("/v1/models/m/labels", json={"labels": [{"id": "e0", "label": 1}]})
+        assert body.json()["retired"] == 1
