@@ -206,6 +206,35 @@ def test_log_predictions_dataframe_and_arrays(server: Recorder) -> None:
     client.close()
 
 
+def test_a_large_batch_goes_in_requests_of_batch_size(server: Recorder) -> None:
+    """One call with more rows than ``batch_size`` is cut, so no request outgrows it (the
+    collector answers a request above MODELMETER_MAX_EVENTS with 413: all of it lost)."""
+    client = make_client(server.url, batch_size=10)
+    n = 25
+    frame = pd.DataFrame({"a": np.arange(n, dtype=float), "b": [f"c{i % 3}" for i in range(n)]})
+    proba = np.column_stack([np.linspace(0, 1, n), 1 - np.linspace(0, 1, n)])
+    ids = client.log_predictions(
+        frame,
+        np.arange(n) % 2,
+        probabilities=proba,
+        classes=[0, 1],
+        latency_seconds=[i / 1000 for i in range(n)],
+        labels=list(np.arange(n) % 2),
+    )
+    client.log_predictions(frame.iloc[:3], [0, 1, 0], latency_seconds=0.5)
+    assert client.flush(timeout=10)
+    assert [len(b["predictions"]) for b in server.bodies()] == [10, 10, 5 + 3]
+    events = server.events()
+    assert [e["id"] for e in events[:n]] == ids
+    for i, e in enumerate(events[:n]):
+        assert e["features"] == {"a": float(i), "b": f"c{i % 3}"}
+        assert e["prediction"] == i % 2 and e["label"] == i % 2
+        assert e["probabilities"] == {"0": proba[i, 0], "1": proba[i, 1]}
+        assert e["latency_seconds"] == i / 1000
+    assert [e["latency_seconds"] for e in events[n:]] == [0.5] * 3
+    client.close()
+
+
 def test_retries_5xx_and_429_then_delivers_once(server: Recorder) -> None:
     server.statuses = [503, 429, 500]
     client = make_client(server.url)

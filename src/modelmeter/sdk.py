@@ -28,6 +28,7 @@ from __future__ import annotations
 
 import atexit
 import contextlib
+import dataclasses
 import logging
 import os
 import random
@@ -151,6 +152,29 @@ class _Block:
     labels: Any
     version: str
     argmax: bool = False  # prediction = the class of the highest probability (off-thread)
+
+    def split(self, k: int) -> tuple[_Block, _Block]:
+        """The first ``k`` rows and the rest (so no request outgrows ``batch_size``)."""
+        latency = self.latency_seconds
+        per_row = latency is not None and not isinstance(latency, (int, float))
+
+        def part(value: Any, head: bool) -> Any:
+            return None if value is None else value[:k] if head else value[k:]
+
+        first, rest = (
+            dataclasses.replace(
+                self,
+                ids=part(self.ids, head),
+                rows=part(self.rows, head),
+                predictions=part(self.predictions, head),
+                probabilities=part(self.probabilities, head),
+                scores=part(self.scores, head),
+                latency_seconds=part(latency, head) if per_row else latency,
+                labels=part(self.labels, head),
+            )
+            for head in (True, False)
+        )
+        return first, rest
 
     def events(self) -> list[dict[str, Any]]:
         n = len(self.ids)
@@ -702,6 +726,9 @@ class Client:
             n = 0
             while self._predictions and n < self.batch_size:
                 item = self._predictions.popleft()
+                if isinstance(item, _Block) and n + len(item.ids) > self.batch_size:
+                    item, rest = item.split(self.batch_size - n)
+                    self._predictions.appendleft(rest)
                 items.append(item)
                 n += len(item.ids) if isinstance(item, _Block) else 1
             self._n_predictions -= n
