@@ -353,7 +353,7 @@ def series_bound(spec: ModelSpec, versions: int, replicas: int) -> int:
     >>> spec = load_spec(b'{"task": "binary", "classes": [0, 1], "features": '
     ...                  b'[{"name": "x", "type": "numeric"}], "reference": {"path": "r.csv"}}')
     >>> series_bound(spec, versions=1, replicas=1)
-    127
+    129
     """
     k = len(spec.classes)
     n_features = len(spec.features)

@@ -87,6 +87,8 @@ DEFAULT_THRESHOLDS: Mapping[str, float] = MappingProxyType(
         "quality_ratio": 0.05,
         "estimated_accuracy": 0.80,
         "label_coverage": 0.5,
+        "rejected_ratio": 0.05,
+        "silence_seconds": 900.0,
     }
 )
 #: Thresholds that are fractions and must lie in [0, 1].
@@ -97,6 +99,7 @@ _RATIO_THRESHOLDS = frozenset(
         "quality_ratio",
         "estimated_accuracy",
         "label_coverage",
+        "rejected_ratio",
     }
 )
 
