@@ -552,8 +552,7 @@ def _image_env(dockerfile: Path) -> dict[str, str]:
 
 def test_the_collector_image_refuses_to_start_open_and_starts_with_a_token() -> None:
     """Dockerfile.collector's environment, through the collector's own start check."""
-    from modelmeter.service.cli import open_start_refusal
-    from modelmeter.settings import Settings
+    from modelmeter.settings import Settings, open_start_refusal
 
     env = _image_env(REPO / "Dockerfile.collector")
     assert env["MODELMETER_HOST"] == "0.0.0.0"

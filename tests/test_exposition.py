@@ -267,9 +267,7 @@ def test_series_of_a_model_stay_within_the_stated_bound(scenario: Scenario) -> N
     full = scenario.state(snapshots={"v1": scenario.monitor.snapshot(NOW)})
     body = render(build_registry(lambda: full)).decode()
     series = [
-        line
-        for line in body.splitlines()
-        if not line.startswith("#") and 'model="cancer"' in line
+        line for line in body.splitlines() if not line.startswith("#") and 'model="cancer"' in line
     ]
     bound = series_bound(scenario.spec, versions=1, replicas=1)
     assert len(series) <= bound

@@ -366,8 +366,7 @@ def test_allow_open_starts_on_every_interface(tmp_path: Path) -> None:
 
 
 def test_the_refusal_rule() -> None:
-    from modelmeter.service.cli import open_start_refusal
-    from modelmeter.settings import Settings
+    from modelmeter.settings import Settings, open_start_refusal
 
     def refused(environ: dict[str, str]) -> bool:
         return open_start_refusal(Settings.from_env(environ)) is not None

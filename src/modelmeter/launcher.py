@@ -40,7 +40,7 @@ from typing import Any
 import yaml
 
 from modelmeter.procs import Child, ChildDied, http_ready, port_is_free, wait_ready
-from modelmeter.settings import parse_bool, parse_tokens
+from modelmeter.settings import is_loopback, parse_bool, parse_tokens
 
 __all__ = [
     "StackError",
@@ -501,8 +501,6 @@ def collector_auth(plan: Plan) -> Plan:
     token configured) the collector would refuse to start open: a write token is generated
     once into ``DATA_DIR/write-token`` (mode 0600), printed, and reused at every later start.
     """
-    from modelmeter.service.cli import is_loopback  # the collector's own rule
-
     if is_loopback(plan.collector_host) or plan.allow_open:
         return plan
     if parse_tokens(os.environ.get("MODELMETER_WRITE_TOKENS", "")):

@@ -13,6 +13,7 @@ at startup with a message naming the variable and what it accepts.
 from __future__ import annotations
 
 import dataclasses
+import ipaddress
 import os
 import re
 from collections.abc import Callable, Mapping
@@ -91,6 +92,11 @@ def parse_tokens(text: str) -> tuple[str, ...]:
     return tuple(t.strip() for t in str(text).split(",") if t.strip())
 
 
+def optional_path(text: str) -> Path | None:
+    """A directory; an empty value means unset (never the working directory)."""
+    return Path(text) if str(text).strip() else None
+
+
 def _positive_int(text: str) -> int:
     value = int(str(text).strip())
     if value < 1:
@@ -133,11 +139,11 @@ class Settings:
     )
     reference_dir: Path | None = _setting(  # noqa: RUF009 - Path is immutable
         "MODELMETER_REFERENCE_DIR",
-        Path,
+        optional_path,
         None,
-        "a registered spec's reference.path must lie in this directory, and a relative one is "
-        "read from it (unset: any file the collector can read, relative to its working "
-        "directory); uploaded reference files are not affected",
+        "the only directory a registered spec's reference.path is read from (a regular file "
+        "inside it; a relative path is read from it); unset: paths are refused and the "
+        "reference must be uploaded (multipart field 'reference')",
     )
     write_tokens: tuple[str, ...] = _setting(
         "MODELMETER_WRITE_TOKENS",
@@ -304,3 +310,46 @@ class Settings:
                 default = format_duration(float(default))
             rows.append((f.name, f.metadata["env"], str(default), f.metadata["help"]))
         return rows
+
+
+def is_loopback(host: str) -> bool:
+    """``host`` is reachable only from this machine (``localhost``, 127.0.0.0/8, ``::1``).
+
+    >>> is_loopback("127.0.0.1"), is_loopback("localhost"), is_loopback("::1")
+    (True, True, True)
+    >>> is_loopback("0.0.0.0"), is_loopback(""), is_loopback("10.0.0.5"), is_loopback("db")
+    (False, False, False, False)
+    """
+    name = host.strip().strip("[]").lower()
+    if name == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(name).is_loopback
+    except ValueError:
+        return False  # a host name other than localhost may resolve to anything
+
+
+def open_start_refusal(settings: Settings) -> str | None:
+    """Why the collector must not start with ``settings``, or ``None``.
+
+    On a non-loopback address without write tokens anyone who reaches the port could register
+    models and send events: the operator must set tokens or say so with ``--allow-open``.
+
+    >>> open_start_refusal(Settings(host="127.0.0.1")) is None
+    True
+    >>> open_start_refusal(Settings(host="0.0.0.0", write_tokens=("t",))) is None
+    True
+    >>> open_start_refusal(Settings(host="0.0.0.0", allow_open=True)) is None
+    True
+    >>> print(open_start_refusal(Settings(host="0.0.0.0")))
+    refusing to listen on 0.0.0.0 without write tokens: ... set MODELMETER_WRITE_TOKENS ...
+    """
+    if is_loopback(settings.host) or settings.write_tokens or settings.allow_open:
+        return None
+    return (
+        f"refusing to listen on {settings.host or 'every interface'} without write tokens: "
+        "anyone who reaches the port could register models and send events. "
+        "set MODELMETER_WRITE_TOKENS (or --write-tokens) to one or more secret tokens, e.g. "
+        "MODELMETER_WRITE_TOKENS=$(python -c 'import secrets; print(secrets.token_hex(32))'), "
+        "or start it open on purpose with --allow-open (MODELMETER_ALLOW_OPEN=true)"
+    )

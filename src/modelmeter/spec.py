@@ -817,8 +817,8 @@ def _resolve_reference_path(
     path = Path(spec.reference.path)
     if not path.is_absolute():
         path = (base or Path.cwd()) / path
-    if confine:  # the collector's confinement rule (modelmeter.service.references)
-        from modelmeter.service.references import confine as confined
+    if confine:  # the collector's confinement rule
+        from modelmeter.paths import confine as confined
 
         root = (base or Path.cwd()).resolve()
         inside = confined(root, path)

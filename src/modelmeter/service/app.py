@@ -27,7 +27,7 @@ from modelmeter.exposition import build_registry
 from modelmeter.service.hub import Hub
 from modelmeter.service.ingest import IngestError
 from modelmeter.service.routes import router
-from modelmeter.settings import Settings
+from modelmeter.settings import Settings, is_loopback, open_start_refusal
 from modelmeter.spec import SpecError
 from modelmeter.store import Store
 
@@ -55,7 +55,14 @@ async def _housekeeping(hub: Hub, settings: Settings) -> None:
 
 
 def create_app(settings: Settings) -> FastAPI:
-    """The collector app for ``settings`` (serve it with one uvicorn worker)."""
+    """The collector app for ``settings`` (serve it with one uvicorn worker).
+
+    Raises ValueError on a non-loopback host without write tokens unless ``allow_open``.
+    """
+
+    refusal = open_start_refusal(settings)
+    if refusal is not None:
+        raise ValueError(refusal)
 
     @contextlib.asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
@@ -65,10 +72,10 @@ def create_app(settings: Settings) -> FastAPI:
         app.state.registry = build_registry(lambda: hub.state(time.time()))
         await anyio.to_thread.run_sync(hub.load)
         log.info("collector ready: %d models restored from %s", len(hub.models), store.path)
-        if settings.host not in ("127.0.0.1", "localhost", "::1") and not settings.write_tokens:
+        if not is_loopback(settings.host) and not settings.write_tokens:
             log.warning(
-                "listening on %s without MODELMETER_WRITE_TOKENS: anyone who can reach the "
-                "port can register models and send events",
+                "listening on %s without MODELMETER_WRITE_TOKENS (MODELMETER_ALLOW_OPEN): "
+                "anyone who can reach the port can register models and send events",
                 settings.host,
             )
         task = asyncio.create_task(_housekeeping(hub, settings))

@@ -13,16 +13,22 @@ recording rules sum their counters.
 from __future__ import annotations
 
 import argparse
-import ipaddress
 import logging
 import sys
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from modelmeter.settings import Settings, parse_duration, parse_size, parse_tokens
+from modelmeter.settings import (
+    Settings,
+    open_start_refusal,
+    optional_path,
+    parse_duration,
+    parse_size,
+    parse_tokens,
+)
 
-__all__ = ["configure", "is_loopback", "open_start_refusal", "run"]
+__all__ = ["configure", "run"]
 
 _FLAG_CASTS: dict[str, Callable[[str], Any]] = {
     "host": str,
@@ -30,7 +36,7 @@ _FLAG_CASTS: dict[str, Callable[[str], Any]] = {
     "data_dir": Path,
     "write_tokens": parse_tokens,
     "read_tokens": parse_tokens,
-    "reference_dir": Path,
+    "reference_dir": optional_path,
     "label_ttl_seconds": parse_duration,
     "max_body_bytes": parse_size,
     "max_events": int,
@@ -82,49 +88,6 @@ def configure(parser: argparse.ArgumentParser) -> None:
             metavar=env.removeprefix("MODELMETER_"),
             help=f"{help_text} [env {env}; default {shown}]",
         )
-
-
-def is_loopback(host: str) -> bool:
-    """``host`` is reachable only from this machine (``localhost``, 127.0.0.0/8, ``::1``).
-
-    >>> is_loopback("127.0.0.1"), is_loopback("localhost"), is_loopback("::1")
-    (True, True, True)
-    >>> is_loopback("0.0.0.0"), is_loopback(""), is_loopback("10.0.0.5"), is_loopback("db")
-    (False, False, False, False)
-    """
-    name = host.strip().strip("[]").lower()
-    if name == "localhost":
-        return True
-    try:
-        return ipaddress.ip_address(name).is_loopback
-    except ValueError:
-        return False  # a host name other than localhost may resolve to anything
-
-
-def open_start_refusal(settings: Settings) -> str | None:
-    """Why the collector must not start with ``settings``, or ``None``.
-
-    On a non-loopback address without write tokens anyone who reaches the port could register
-    models and send events: the operator must set tokens or say so with ``--allow-open``.
-
-    >>> open_start_refusal(Settings(host="127.0.0.1")) is None
-    True
-    >>> open_start_refusal(Settings(host="0.0.0.0", write_tokens=("t",))) is None
-    True
-    >>> open_start_refusal(Settings(host="0.0.0.0", allow_open=True)) is None
-    True
-    >>> print(open_start_refusal(Settings(host="0.0.0.0")))
-    refusing to listen on 0.0.0.0 without write tokens: ... set MODELMETER_WRITE_TOKENS ...
-    """
-    if is_loopback(settings.host) or settings.write_tokens or settings.allow_open:
-        return None
-    return (
-        f"refusing to listen on {settings.host or 'every interface'} without write tokens: "
-        "anyone who reaches the port could register models and send events. "
-        "set MODELMETER_WRITE_TOKENS (or --write-tokens) to one or more secret tokens, e.g. "
-        "MODELMETER_WRITE_TOKENS=$(python -c 'import secrets; print(secrets.token_hex(32))'), "
-        "or start it open on purpose with --allow-open (MODELMETER_ALLOW_OPEN=true)"
-    )
 
 
 def run(args: argparse.Namespace) -> int:

@@ -4,7 +4,7 @@ A path in a request is untrusted. The collector reads it only
 
 - from the configured reference directory (``MODELMETER_REFERENCE_DIR``; unset, a path is
   refused and the file must be uploaded as the multipart field ``reference``),
-- when it resolves, symlinks followed, inside that directory (:func:`confine`),
+- when it resolves, symlinks followed, inside that directory (:func:`modelmeter.paths.confine`),
 - when it is a regular file (never a device such as ``/dev/zero``, a FIFO, a socket or a
   directory): checked before opening and again on the opened descriptor, which is opened
   with ``O_NONBLOCK`` so that a FIFO never blocks,
@@ -21,8 +21,6 @@ size refusal differs, naming the limit and its setting.
 >>> _ = (root / "ref.csv").write_bytes(b"x\\n1\\n")
 >>> read_confined(root, "ref.csv", limit=100)
 b'x\\n1\\n'
->>> confine(root, "../ref.csv") is None, confine(root, "ref.csv") == (root / "ref.csv").resolve()
-(True, True)
 >>> read_confined(root, "/dev/zero", limit=100)
 Traceback (most recent call last):
 ...
@@ -39,10 +37,11 @@ import os
 import stat
 from pathlib import Path
 
+from modelmeter.paths import confine
 from modelmeter.settings import Settings
 from modelmeter.spec import ModelSpec, SpecError
 
-__all__ = ["confine", "read_confined", "read_reference"]
+__all__ = ["read_confined", "read_reference"]
 
 _FIELD = "reference.path"
 _UNREADABLE = (
@@ -86,21 +85,6 @@ def read_reference(spec: ModelSpec, settings: Settings) -> tuple[bytes, str]:
         settings.reference_dir, spec.reference.path, limit=settings.max_reference_bytes
     )
     return data, Path(spec.reference.path).name or "reference"
-
-
-def confine(root: str | os.PathLike[str], path: str | os.PathLike[str]) -> Path | None:
-    """``path`` (relative to ``root``, or absolute) resolved with its symlinks, if it exists
-    and lies inside ``root`` (also resolved); else ``None``.
-
-    The one confinement rule of reference paths: the collector (:func:`read_reference`) and
-    ``load_reference(..., confine=True)`` both use it.
-    """
-    try:
-        base = Path(root).resolve(strict=True)
-        resolved = (base / path).resolve(strict=True)
-    except (OSError, RuntimeError, ValueError):  # missing, a symlink loop, a NUL byte
-        return None
-    return resolved if resolved.is_relative_to(base) else None
 
 
 def read_confined(root: str | os.PathLike[str], path: str, limit: int) -> bytes:
