@@ -229,6 +229,7 @@ def collector_process(
     )
     proc.url = f"http://127.0.0.1:{port}"  # type: ignore[attr-defined]
     proc.port = port  # type: ignore[attr-defined]
+    proc.reference_dir = Path(env["MODELMETER_REFERENCE_DIR"])  # type: ignore[attr-defined]
     return proc
 
 

@@ -155,7 +155,8 @@ def test_calls_per_refresh_stay_constant_with_models_and_features(
     assert calls_small == CALLS_PER_REFRESH
 
     wide = ds.cancer_model(seed=2, n_features=25)
-    body = ds.spec(wide, ds.write_reference(wide, tmp_path / "wide.csv"))
+    reference_dir = collector.reference_dir  # type: ignore[attr-defined]
+    body = ds.spec(wide, ds.write_reference(wide, reference_dir / "wide.csv"))
     for i in range(20):
         ds.register(url, f"wide-{i:02d}", body)
         ds.send(url, f"wide-{i:02d}", ds.events(wide, f"w{i}", 60, seed=10 + i))

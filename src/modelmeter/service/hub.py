@@ -93,6 +93,7 @@ class _Op:
     payload: dict[str, Any]
     indices: list[int]  # indices of the request's events it counts
     seq: int = 0
+    batch: Any = None  # the engine batch of the payload, once built by Hub._checked
 
 
 def _first_per_index(rejected: list[tuple[int, str]]) -> list[tuple[int, str]]:
@@ -179,8 +180,11 @@ class Hub:
             self._apply(entry, version, row.kind, orjson.loads(row.payload))
             entry.applied_seq[version] = row.seq
 
-    def _apply(self, entry: ModelEntry, version: str, kind: str, payload: Any) -> bool:
-        """Apply one logged operation; False (logged) if the engine refused it.
+    def _apply(
+        self, entry: ModelEntry, version: str, kind: str, payload: Any, batch: Any = None
+    ) -> bool:
+        """Apply one logged operation (``batch``: its engine batch, if already built); False
+        (logged) if the engine refused it.
 
         Live, every operation was checked by the engine before its commit, so a refusal here
         is an engine bug; on replay it has the same effect as live, and never a crash loop.
@@ -188,9 +192,13 @@ class Hub:
         monitor = entry.monitor(version)
         try:
             if kind == "observe":
-                monitor.observe(observe_batch(payload, entry.schema), now=payload.get("now"))
+                if batch is None:
+                    batch = observe_batch(payload, entry.schema)
+                monitor.observe(batch, now=payload.get("now"))
             else:
-                monitor.label(label_batch(payload, entry.schema), now=payload.get("now"))
+                if batch is None:
+                    batch = label_batch(payload, entry.schema)
+                monitor.label(batch, now=payload.get("now"))
         except Exception:
             log.exception("engine refused a %s batch of %s/%s", kind, entry.name, version)
             return False
@@ -368,7 +376,8 @@ class Hub:
                 observe_batch if op.kind == "observe" else label_batch
             )
             try:
-                entry.monitor(op.version).check(convert(op.payload, entry.schema), now)
+                op.batch = convert(op.payload, entry.schema)
+                entry.monitor(op.version).check(op.batch, now)
             except Exception as exc:
                 log.error("engine refused a %s batch of %s: %s", op.kind, entry.name, exc)
                 rejected.extend(
@@ -398,7 +407,7 @@ class Hub:
         t1 = time.perf_counter()
         failed: set[int] = set()
         for op in ops:
-            if not self._apply(entry, op.version, op.kind, op.payload):
+            if not self._apply(entry, op.version, op.kind, op.payload, op.batch):
                 failed.update(op.indices)
                 rejected.extend(
                     (i, "stored, but the engine failed to count it (logged by the collector)")
