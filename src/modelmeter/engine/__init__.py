@@ -6,7 +6,7 @@
 """
 
 from modelmeter.engine.batch import LabelBatch, PredictionBatch
-from modelmeter.engine.config import FeatureSpec, MonitorConfig, ReferenceData
+from modelmeter.engine.config import FeatureSpec, MonitorConfig, MultivariateConfig, ReferenceData
 from modelmeter.engine.drift import PSI_EPSILON
 from modelmeter.engine.monitor import ModelMonitor, StateTooLarge
 from modelmeter.engine.operations import LABEL_DELAY_BOUNDS, LATENCY_BOUNDS
@@ -16,6 +16,7 @@ from modelmeter.engine.snapshot import (
     ClassificationFigures,
     DriftFigures,
     Histogram,
+    MultivariateFigures,
     RegressionFigures,
     Snapshot,
 )
@@ -35,6 +36,8 @@ __all__ = [
     "LabelBatch",
     "ModelMonitor",
     "MonitorConfig",
+    "MultivariateConfig",
+    "MultivariateFigures",
     "PredictionBatch",
     "ReferenceData",
     "RegressionFigures",

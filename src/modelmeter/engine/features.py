@@ -159,8 +159,13 @@ class CategoricalBlock:
         columns: Sequence[npt.NDArray[np.object_]],
         wrong: BoolArray | None,
         slots: IntArray,
+        index_out: IntArray | None = None,
     ) -> FloatArray:
-        """Count one object column per feature; return the quality code counts."""
+        """Count one object column per feature; return the quality code counts.
+
+        ``index_out`` ((features, events)), if given, receives each value's flat index into
+        the (features, width) bins table (missing and wrong-type values: the junk column).
+        """
         codes = np.empty((self.m, slots.shape[0]), dtype=np.int64)
         for j, binning in enumerate(self.binnings):
             codes[j] = binning.index(columns[j])
@@ -171,7 +176,10 @@ class CategoricalBlock:
         quality = ring.add("categorical_quality", slots, issues + self._code_offsets)
         if missing.any():
             codes[missing] = self.junk
-        ring.add("categorical_bins", slots, codes + self._bin_offsets)
+        index = codes + self._bin_offsets
+        ring.add("categorical_bins", slots, index)
+        if index_out is not None:
+            index_out[...] = index
         return quality
 
     def window_rows(self, ring: BucketRing) -> FloatArray:

@@ -27,6 +27,7 @@ from modelmeter.engine.drift import (
 )
 from modelmeter.engine.estimation import Calibrator
 from modelmeter.engine.features import CategoricalBlock, NumericBlock
+from modelmeter.engine.multivariate import METHOD, STATISTIC, ReconstructionDrift, block_tables
 from modelmeter.engine.operations import LABEL_DELAY_BOUNDS, LATENCY_BOUNDS, CumulativeHistogram
 from modelmeter.engine.performance import (
     classification_figures,
@@ -41,6 +42,7 @@ from modelmeter.engine.quality import (
 from modelmeter.engine.snapshot import (
     ClassificationFigures,
     DriftFigures,
+    MultivariateFigures,
     RegressionFigures,
     Snapshot,
 )
@@ -180,6 +182,7 @@ class ModelMonitor:
         self._reference_figures: ClassificationFigures | None = None
         self._reference_regression: RegressionFigures | None = None
         self._fit_output(reference)
+        self._multivariate = self._fit_multivariate(reference)
         shapes = self._shapes()
         per_bucket = sum(int(np.prod(shape)) for shape in shapes.values())
         totals = sum(int(np.prod(shape)) for shape in self._total_shapes().values())
@@ -233,6 +236,29 @@ class ModelMonitor:
                 regression_sums(values[rows], actual[rows]).sum(axis=0), 1
             )
 
+    def _fit_multivariate(self, reference: ReferenceData) -> ReconstructionDrift | None:
+        """PCA reconstruction error fitted on the reference (None: off, or < 2 features)."""
+        settings = self.config.multivariate
+        if settings is None or len(self.config.features) < 2:
+            return None
+        numeric, categorical = self._numeric, self._categorical
+        rows = [np.asarray(reference.features[s.name]) for s in numeric.specs]
+        n = rows[0].shape[0] if rows else np.shape(reference.features[categorical.specs[0].name])[0]
+        values = np.empty((numeric.m, n))
+        for j, (spec, column) in enumerate(zip(numeric.specs, rows, strict=True)):
+            values[j] = _numeric_values(column, spec.name, n)[0]
+        codes = [
+            binning.index(_object_values(np.asarray(reference.features[spec.name]), spec.name, n))
+            for spec, binning in zip(categorical.specs, categorical.binnings, strict=True)
+        ]
+        tables, index = block_tables(categorical.binnings, categorical.width, codes)
+        if not categorical.m:
+            index = np.zeros((0, n), dtype=np.int64)
+        try:
+            return ReconstructionDrift.fit(values, index, tables, settings.variance, settings.z)
+        except ValueError as error:
+            raise ValueError(f"reference data, multivariate drift: {error}") from None
+
     def _output_bins(self) -> int:
         binning = self._output_numeric or self._output_categorical
         assert binning is not None
@@ -243,6 +269,8 @@ class ModelMonitor:
         shapes.update(self._numeric.shapes())
         shapes.update(self._categorical.shapes())
         shapes["output"] = (self._output_bins() + 1,)
+        if self._multivariate is not None:
+            shapes[STATISTIC] = (3,)  # count, sum and sum of squares of the error
         if self.config.is_classification:
             shapes["confusion"] = (self._k, self._k)
             if self._calibrator is not None:
@@ -297,7 +325,9 @@ class ModelMonitor:
         self._advance(now, prepared.timestamps)
         slots = self._ring.slots(prepared.timestamps)
         self._count_operations(prepared, slots)
-        self._count_features(batch, slots, prepared.n)
+        index = self._count_features(batch, slots, prepared.n)
+        if self._multivariate is not None:
+            self._count_multivariate(self._multivariate, batch, slots, prepared.n, index)
         self._count_output(prepared, slots)
         if prepared.latency is not None:
             self._latency.add(prepared.latency)
@@ -389,8 +419,13 @@ class ModelMonitor:
         if prepared.errors is not None and prepared.errors.any():
             totals += ring.add("ops", slots[prepared.errors], ERRORS)
 
-    def _count_features(self, batch: PredictionBatch, slots: IntArray, n: int) -> None:
+    def _count_features(self, batch: PredictionBatch, slots: IntArray, n: int) -> IntArray | None:
+        """Count every feature; return the categorical values' flat bin indices (for the
+        multivariate drift; None when it is off)."""
         numeric, categorical = self._numeric, self._categorical
+        index = None
+        if self._multivariate is not None:
+            index = np.empty((categorical.m, n), dtype=np.int64)
         if numeric.m:
             raw = [batch.features[spec.name] for spec in numeric.specs]
             if n <= CHUNK:
@@ -431,8 +466,40 @@ class ModelMonitor:
                     [column[start:stop] for column in objects],
                     _chunk_mask(marks, start, stop),
                     slots[start:stop],
+                    None if index is None else index[:, start:stop],
                 )
                 self._totals["categorical_quality"] += quality.reshape(categorical.m, N_CODES)
+        return index
+
+    def _count_multivariate(
+        self,
+        drift: ReconstructionDrift,
+        batch: PredictionBatch,
+        slots: IntArray,
+        n: int,
+        index: IntArray | None,
+    ) -> None:
+        """Reconstruction error of each event into the ring (missing, non-finite and
+        wrong-type numeric values: the reference mean; categorical: as missing)."""
+        specs = self._numeric.specs
+        raw = [batch.features[spec.name] for spec in specs]
+        if batch.wrong_type or not all(c.dtype.kind in "fiub" for c in raw):
+            columns = []
+            for spec, column in zip(specs, raw, strict=True):
+                converted, bad = _numeric_values(np.asarray(column), spec.name, n)
+                marked = batch.wrong_type.get(spec.name)
+                if marked is not None:
+                    bad = np.asarray(marked, dtype=bool) if bad is None else bad | marked
+                columns.append(converted if bad is None else np.where(bad, np.nan, converted))
+            raw = columns
+        codes = np.zeros((0, n), dtype=np.int64) if index is None else index
+        for start in range(0, n, CHUNK):
+            stop = min(start + CHUNK, n)
+            values = np.empty((len(raw), stop - start))
+            for j, column in enumerate(raw):
+                values[j] = column[start:stop]
+            errors = drift.errors(values, codes[:, start:stop])
+            drift.count(self._ring, slots[start:stop], errors)
 
     def _count_numeric_slow(
         self,
@@ -641,7 +708,14 @@ class ModelMonitor:
             label_delay=self._label_delay.value(),
             reference=self._reference_figures,
             reference_regression=self._reference_regression,
+            multivariate=self._multivariate_figures(),
         )
+
+    def _multivariate_figures(self) -> MultivariateFigures | None:
+        if self._multivariate is None:
+            return None
+        figures = self._multivariate.figures(self._ring.window(STATISTIC), self.config.min_samples)
+        return MultivariateFigures(METHOD, *figures)
 
     def _quality(self, numeric: FloatArray, categorical: FloatArray) -> dict[str, dict[str, int]]:
         """Feature -> issue -> count, in configuration order, from the blocks' code counts."""
@@ -791,6 +865,13 @@ class ModelMonitor:
             or float(ring_data["bucket_seconds"]) != config.bucket_seconds
         ):
             raise ValueError("checkpoint window (buckets) differs from the configuration")
+        arrays = dict(ring_data["arrays"])
+        if (STATISTIC in arrays) != (STATISTIC in monitor._ring.shapes):
+            # Saved before multivariate drift (or with it, now off): load the rest; its
+            # window starts empty (or is dropped).
+            if arrays.pop(STATISTIC, None) is None:
+                arrays[STATISTIC] = np.zeros((config.n_buckets, 3)).tolist()
+            ring_data = {**ring_data, "arrays": arrays}
         monitor._ring = BucketRing.from_data(ring_data, monitor._ring.shapes)
         totals = data["totals"]
         if set(totals) != set(monitor._totals):

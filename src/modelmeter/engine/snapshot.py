@@ -20,6 +20,7 @@ __all__ = [
     "ClassificationFigures",
     "DriftFigures",
     "Histogram",
+    "MultivariateFigures",
     "RegressionFigures",
     "Snapshot",
 ]
@@ -72,6 +73,23 @@ class DriftFigures:
 
 
 @dataclass(frozen=True)
+class MultivariateFigures:
+    """Multivariate drift of the window: the mean PCA reconstruction error of its events
+    against the band calibrated on the reference for a window of ``samples`` rows.
+
+    ``error``, ``lower`` and ``upper`` are NaN (and ``drifted`` False) below ``min_samples``;
+    ``drifted`` is True when the error is outside [lower, upper].
+    """
+
+    method: str
+    samples: int
+    error: float
+    lower: float
+    upper: float
+    drifted: bool
+
+
+@dataclass(frozen=True)
 class Histogram:
     """Prometheus-style histogram: ``counts[i]`` holds values <= ``bounds[i]`` and above the
     previous bound (not cumulative); the last count is the +Inf bucket."""
@@ -90,6 +108,9 @@ class Snapshot:
     realized figures); ``label_coverage`` is the labeled fraction of the predictions made in
     the window. ``realized``/``estimated`` are set for classification (``estimated`` only
     when the reference has scores), ``regression`` for regression.
+
+    ``multivariate`` is the multivariate drift (None when it is off or the model has fewer
+    than 2 features).
 
     ``reference`` (classification) and ``reference_regression`` (regression) are the same
     figures computed on the reference data's predictions and labels: fixed per monitor,
@@ -121,6 +142,7 @@ class Snapshot:
     label_delay: Histogram
     reference: ClassificationFigures | None = None
     reference_regression: RegressionFigures | None = None
+    multivariate: MultivariateFigures | None = None
 
     def to_dict(self) -> dict[str, Any]:
         """JSON-able form: NaN -> None, ``confusion_total`` as a list of records.
