@@ -51,7 +51,7 @@ from service_support import reference_csv, spec_dict  # noqa: E402
 JSON = {"content-type": "application/json"}
 MiB = 1024 * 1024
 MODEL = "store-bench"
-BATCH = 1000
+BATCH = 1000  # events per request (--batch)
 FEATURES = 10
 
 
@@ -263,15 +263,18 @@ def markdown(headers: Sequence[str], rows: Sequence[Sequence[Any]]) -> str:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
+    global BATCH
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--n", type=int, default=100_000, help="predictions stored")
+    parser.add_argument("--n", type=int, default=100_000, help="predictions stored (0: skip)")
     parser.add_argument("--burst", type=int, default=100_000, help="events in the burst")
     parser.add_argument(
         "--max-wal",
         default="default,8MiB",
         help="MODELMETER_MAX_WAL_BYTES values for the burst, comma-separated ('default')",
     )
+    parser.add_argument("--batch", type=int, default=BATCH, help="events per request")
     args = parser.parse_args(argv)
+    BATCH = args.batch
     for value in args.max_wal.split(","):
         if value != "default":
             parse_size(value)  # fail before starting anything
@@ -283,7 +286,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     )
     with tempfile.TemporaryDirectory(prefix="modelmeter-store-") as tmp:
         workdir = Path(tmp)
-        phases = per_prediction(workdir, args.n)
+        phases = per_prediction(workdir, args.n) if args.n else []
         print(f"\nBytes per stored prediction ({args.n:,} predictions, collector stopped):\n")
         print(
             markdown(
@@ -320,7 +323,10 @@ def main(argv: Sequence[str] | None = None) -> int:
             burst(workdir, args.burst, None if v == "default" else v)
             for v in args.max_wal.split(",")
         ]
-    print(f"\nWAL during a burst ({args.burst:,} predictions, then their labels):\n")
+    print(
+        f"\nWAL during a burst ({args.burst:,} predictions, then their labels, "
+        f"batches of {BATCH:,}):\n"
+    )
     print(
         markdown(
             [
