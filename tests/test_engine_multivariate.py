@@ -1,12 +1,18 @@
 """Multivariate drift (PCA reconstruction error): pinned against scikit-learn, incremental
-equals batch, a correlation-only drift caught while every univariate flag stays quiet."""
+equals batch, a correlation-only drift caught while every univariate flag stays quiet; the
+spec, the exposition and the real collector's /metrics."""
 
 from __future__ import annotations
 
+import json
 import math
+from pathlib import Path
 
+import httpx
 import numpy as np
 import pytest
+from prometheus_client import generate_latest
+from prometheus_client.parser import text_string_to_metric_families
 from sklearn.decomposition import PCA
 from sklearn.preprocessing import StandardScaler
 
@@ -19,6 +25,18 @@ from modelmeter.engine import (
     ReferenceData,
 )
 from modelmeter.engine.multivariate import ReconstructionDrift, frequency_table
+from modelmeter.engine.snapshot import Snapshot
+from modelmeter.exposition import (
+    CollectorState,
+    ModelState,
+    build_registry,
+    render,
+    series_bound,
+)
+from modelmeter.spec import ModelSpec, SpecError, load_spec
+from service_support import collector, events, spec_dict, without_labels, write_reference
+
+JSON = {"content-type": "application/json"}
 
 VOCABULARY = np.array(["a", "b", "c", "d"], dtype=object)
 T0 = 1_000_000.0
@@ -269,3 +287,98 @@ def test_invalid_settings() -> None:
         MultivariateConfig(variance=1.0)
     with pytest.raises(ValueError, match="z must be"):
         ReconstructionDrift.fit(np.zeros((2, 5)), np.zeros((0, 5), np.int64), np.zeros(0), z=0)
+
+
+# --------------------------------------------------------------------------- spec, exposition
+
+
+def test_spec_drift_multivariate() -> None:
+    base = "task: regression\nfeatures: [{name: a, type: numeric}, {name: b, type: numeric}]\n"
+    spec = load_spec(base)
+    assert spec.has_multivariate
+    assert spec.monitor_config().multivariate == MultivariateConfig("pca", 0.65, 3.0)
+    tuned = load_spec(base + "drift: {multivariate: {method: pca, variance: 0.8, z: 4}}")
+    assert tuned.monitor_config().multivariate == MultivariateConfig("pca", 0.8, 4.0)
+    assert load_spec(json.dumps(tuned.to_dict())) == tuned
+    off = load_spec(base + "drift: {multivariate: false}")
+    assert not off.has_multivariate and off.monitor_config().multivariate is None
+    assert load_spec(json.dumps(off.to_dict())) == off
+    with pytest.raises(SpecError) as error:
+        load_spec(base + "drift: {multivariate: {method: mmd, variance: 1, k: 2}}")
+    assert str(error.value) == (
+        "3 problems: drift.multivariate.k: unknown field; expected one of method, variance, z; "
+        "drift.multivariate.method: expected 'pca', got 'mmd'; drift.multivariate.variance: "
+        "expected a share of variance strictly between 0 and 1, got 1"
+    )
+
+
+def _state(spec: ModelSpec, snap: Snapshot) -> CollectorState:
+    return CollectorState(models=(ModelState("m", spec, {"v1": snap}),))
+
+
+def test_exposition_families_labels_and_bound() -> None:
+    rng = np.random.default_rng(2024)
+    spec = load_spec(
+        "task: regression\nfeatures: [{name: u, type: numeric}, {name: v, type: numeric}]\n"
+        "min_samples: 100\n"
+    )
+    reference = correlated(rng, 5_000, 0.9)
+    monitor = ModelMonitor(
+        spec.monitor_config(), ReferenceData(reference, np.zeros(5_000), np.zeros(5_000))
+    )
+    monitor.observe(batch(correlated(rng, 50, -0.9)))
+    few = render(build_registry(lambda: _state(spec, monitor.snapshot(T0 + 1)))).decode()
+    assert (
+        "model_multivariate_drift{" not in few and "model_multivariate_drift_detected{" not in few
+    )
+    monitor.observe(batch(correlated(rng, 2_000, -0.9)))
+    snap = monitor.snapshot(T0 + 1)
+    assert snap.multivariate is not None
+    registry = build_registry(lambda: _state(spec, snap))
+    labels = {"model": "m", "version": "v1", "method": "pca"}
+    value = registry.get_sample_value("model_multivariate_drift", labels)
+    assert value == snap.multivariate.error
+    for bound, expected in (("lower", snap.multivariate.lower), ("upper", snap.multivariate.upper)):
+        got = registry.get_sample_value(
+            "model_multivariate_drift_threshold", {**labels, "bound": bound}
+        )
+        assert got == expected
+    flag = registry.get_sample_value(
+        "model_multivariate_drift_detected", {"model": "m", "version": "v1"}
+    )
+    assert flag == 1.0
+    body = render(registry).decode()
+    assert body == generate_latest(registry).decode()
+    series = [line for line in body.splitlines() if 'model="m"' in line and line[0] != "#"]
+    assert len(series) <= series_bound(spec, versions=1, replicas=1)
+    without = load_spec(json.dumps(spec.to_dict() | {"drift": {"multivariate": False}}))
+    assert series_bound(spec, 1, 1) - series_bound(without, 1, 1) == 4
+
+
+def test_collector_exports_multivariate_drift(tmp_path: Path) -> None:
+    """Through the real collector process: the three families appear with the right labels."""
+    ref = write_reference(tmp_path)
+    with collector(tmp_path) as proc, httpx.Client(base_url=proc.url, timeout=10) as client:
+        spec = spec_dict(str(ref))
+        put = client.put("/v1/models/mv", content=json.dumps(spec).encode(), headers=JSON)
+        assert put.status_code == 201, put.text
+        body = {"predictions": without_labels(events(0, 300, seed=5))}
+        assert client.post("/v1/models/mv/predictions", json=body).status_code == 200
+        families = {
+            family.name: family
+            for family in text_string_to_metric_families(client.get("/metrics").text)
+        }
+    (error,) = families["model_multivariate_drift"].samples
+    assert error.labels == {"model": "mv", "version": "default", "method": "pca"}
+    assert error.value > 0
+    bounds = {
+        s.labels["bound"]: s.value for s in families["model_multivariate_drift_threshold"].samples
+    }
+    assert set(bounds) == {"lower", "upper"} and bounds["lower"] < bounds["upper"]
+    assert all(
+        s.labels == {"model": "mv", "version": "default", "method": "pca", "bound": b}
+        for s, b in zip(families["model_multivariate_drift_threshold"].samples, bounds, strict=True)
+    )
+    (flag,) = families["model_multivariate_drift_detected"].samples
+    assert flag.labels == {"model": "mv", "version": "default"}
+    assert flag.value == (0.0 if bounds["lower"] <= error.value <= bounds["upper"] else 1.0)

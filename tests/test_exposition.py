@@ -187,6 +187,8 @@ model_alert_threshold{model="cancer",threshold="prediction_drift_psi"} 0.2
 model_alert_threshold{model="cancer",threshold="quality_ratio"} 0.05
 model_alert_threshold{model="cancer",threshold="estimated_accuracy"} 0.8
 model_alert_threshold{model="cancer",threshold="label_coverage"} 0.5
+model_alert_threshold{model="cancer",threshold="rejected_ratio"} 0.05
+model_alert_threshold{model="cancer",threshold="silence_seconds"} 900.0
 model_predictions_total{model="cancer",version="v1"} 569.0
 model_labeled_predictions_total{actual_class="benign",model="cancer",predicted_class="benign",version="v1"} 222.0
 model_labeled_predictions_total{actual_class="malignant",model="cancer",predicted_class="benign",version="v1"} 23.0

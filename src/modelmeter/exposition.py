@@ -79,6 +79,8 @@ INGEST_KINDS = ("predictions", "labels")
 INGEST_OUTCOMES = ("accepted", "rejected", "duplicate", "pending", "retired")
 EXPIRY_REASONS = ("ttl", "budget")
 RETIREMENT_REASONS = ("capacity", "idle", "manual")
+MULTIVARIATE_METHODS = ("pca",)
+MULTIVARIATE_BOUNDS = ("lower", "upper")
 
 
 # --------------------------------------------------------------------------- the state
@@ -264,6 +266,22 @@ METRICS: tuple[MetricDef, ...] = (
     _g("model_prediction_drift", (*_MV, "statistic"), "Drift of the model output in the window."),
     _g("model_drift_detected", _MV, "1 if any feature or the output drifted, else 0."),
     _g(
+        "model_multivariate_drift",
+        (*_MV, "method"),
+        "Multivariate drift: mean PCA reconstruction error of the window's predictions.",
+    ),
+    _g(
+        "model_multivariate_drift_threshold",
+        (*_MV, "method", "bound"),
+        "Band of the window's mean reconstruction error calibrated on the reference for the "
+        "window's size (z standard deviations of the mean).",
+    ),
+    _g(
+        "model_multivariate_drift_detected",
+        _MV,
+        "1 if the window's mean reconstruction error is outside its band, else 0.",
+    ),
+    _g(
         "model_feature_quality_ratio",
         (*_MV, "feature", "issue"),
         "Fraction of the window's predictions with this data-quality issue.",
@@ -346,7 +364,8 @@ def series_bound(spec: ModelSpec, versions: int, replicas: int) -> int:
     With ``k`` classes (0 for regression), ``F`` features and ``S`` drift statistics, a version
     exports at most ``k**2 + 6k + F*(S + 7) + S + c`` series (the confusion matrix, per-class
     figures and outcomes, per-feature drift and quality, output drift) where ``c`` counts the
-    fixed families and histogram buckets; each replica adds its CPU, memory and two dropped
+    fixed families and histogram buckets, plus 4 with multivariate drift (on and ``F >= 2``:
+    error, lower and upper bound, flag); each replica adds its CPU, memory and two dropped
     counters; the model adds its gauges, thresholds and ingest, expiry and retirement counters.
 
     >>> from modelmeter.spec import load_spec
@@ -366,6 +385,8 @@ def series_bound(spec: ModelSpec, versions: int, replicas: int) -> int:
         per_version += 4  # realized and reference MAE and RMSE
     per_version += 4  # window predictions, labeled, errors; label coverage
     per_version += n_features * (n_stats + 1) + n_stats + 1  # drift statistics and flags
+    if spec.has_multivariate:
+        per_version += 1 + len(MULTIVARIATE_BOUNDS) + 1  # error, band, flag
     per_version += n_features * 3 * 2  # quality ratio and total, three issues per feature
     per_version += 3  # predictions, errors, unknown features
     per_version += len(LATENCY_BOUNDS) + 3 + len(LABEL_DELAY_BOUNDS) + 3  # buckets, sum, count
@@ -594,6 +615,21 @@ def _add_drift(f: _Samples, spec: ModelSpec, mv: Labels, snap: Snapshot) -> None
             f["model_prediction_drift"].append(((*mv, statistic), value))
     if enough or output.samples >= snap.min_samples:
         f["model_drift_detected"].append((mv, 1.0 if snap.drift_detected else 0.0))
+    multivariate = snap.multivariate
+    if (
+        multivariate is not None
+        and spec.has_multivariate
+        and multivariate.method in MULTIVARIATE_METHODS
+        and multivariate.samples >= snap.min_samples
+        and _finite(multivariate.error)
+    ):
+        labels = (*mv, multivariate.method)
+        f["model_multivariate_drift"].append((labels, multivariate.error))
+        for bound, value in zip(
+            MULTIVARIATE_BOUNDS, (multivariate.lower, multivariate.upper), strict=True
+        ):
+            f["model_multivariate_drift_threshold"].append(((*labels, bound), value))
+        f["model_multivariate_drift_detected"].append((mv, 1.0 if multivariate.drifted else 0.0))
 
 
 def _add_quality(f: _Samples, spec: ModelSpec, mv: Labels, snap: Snapshot) -> None:

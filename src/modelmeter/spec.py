@@ -127,7 +127,8 @@ _TOP_KEYS = (
 _FEATURE_KEYS = ("name", "type", "range", "categories")
 _REFERENCE_KEYS = ("path", "prediction", "label", "score", "probabilities")
 _WINDOW_KEYS = ("length", "bucket")
-_DRIFT_KEYS = ("bins", "fdr")
+_DRIFT_KEYS = ("bins", "fdr", "multivariate")
+_MULTIVARIATE_KEYS = ("method", "variance", "z")
 
 
 class SpecError(ValueError):
@@ -290,6 +291,10 @@ class ModelSpec:
     min_samples: int = 100
     drift_bins: int = 10
     drift_fdr: float = 0.05
+    #: multivariate drift (``drift.multivariate``): on unless ``false``; used with >= 2 features
+    multivariate: bool = True
+    multivariate_variance: float = 0.65
+    multivariate_z: float = 3.0
     thresholds: Mapping[str, float] = field(default_factory=_default_thresholds)
     base_dir: Path | None = field(default=None, compare=False, repr=False)
 
@@ -298,9 +303,14 @@ class ModelSpec:
         """Feature names in spec order."""
         return tuple(f.name for f in self.features)
 
+    @property
+    def has_multivariate(self) -> bool:
+        """True when the model exports multivariate drift (on, and at least 2 features)."""
+        return self.multivariate and len(self.features) >= 2
+
     def monitor_config(self) -> MonitorConfig:
         """The engine configuration for this spec."""
-        from modelmeter.engine import FeatureSpec, MonitorConfig
+        from modelmeter.engine import FeatureSpec, MonitorConfig, MultivariateConfig
 
         return MonitorConfig(
             task=self.task,
@@ -317,6 +327,9 @@ class ModelSpec:
             min_samples=self.min_samples,
             drift_bins=self.drift_bins,
             drift_fdr=self.drift_fdr,
+            multivariate=MultivariateConfig("pca", self.multivariate_variance, self.multivariate_z)
+            if self.multivariate
+            else None,
         )
 
     def to_dict(self) -> dict[str, Any]:
@@ -334,6 +347,11 @@ class ModelSpec:
         }
         out["min_samples"] = self.min_samples
         out["drift"] = {"bins": self.drift_bins, "fdr": self.drift_fdr}
+        out["drift"]["multivariate"] = (
+            {"method": "pca", "variance": self.multivariate_variance, "z": self.multivariate_z}
+            if self.multivariate
+            else False
+        )
         out["thresholds"] = dict(self.thresholds)
         return out
 
@@ -531,6 +549,7 @@ def _build_spec(document: Any) -> ModelSpec:
     if "min_samples" in top:
         min_samples = problems.integer(top["min_samples"], "min_samples", 1, 10**9) or 100
     bins, fdr = _parse_drift(top.get("drift"), problems)
+    multivariate = _parse_multivariate(top.get("drift"), problems)
     thresholds = _parse_thresholds(top.get("thresholds"), problems)
     problems.raise_if_any()
     assert task is not None
@@ -545,6 +564,9 @@ def _build_spec(document: Any) -> ModelSpec:
         min_samples=min_samples,
         drift_bins=bins,
         drift_fdr=fdr,
+        multivariate=multivariate[0],
+        multivariate_variance=multivariate[1],
+        multivariate_z=multivariate[2],
         thresholds=thresholds,
     )
 
@@ -778,6 +800,33 @@ def _parse_drift(raw: Any, problems: _Problems) -> tuple[int, float]:
         elif value is not None:
             fdr = value
     return bins, fdr
+
+
+def _parse_multivariate(raw: Any, problems: _Problems) -> tuple[bool, float, float]:
+    """``drift.multivariate``: ``false`` (off), ``true`` or a mapping (method, variance, z)."""
+    on, variance, z = True, 0.65, 3.0
+    if not isinstance(raw, Mapping) or raw.get("multivariate") in (None, True):
+        return on, variance, z
+    value = raw["multivariate"]
+    if value is False:
+        return False, variance, z
+    entry = problems.mapping(value, "drift.multivariate", _MULTIVARIATE_KEYS)
+    if entry is None:
+        return on, variance, z
+    if "method" in entry and entry["method"] != "pca":
+        problems.add("drift.multivariate.method", f"expected 'pca', got {_show(entry['method'])}")
+    if "variance" in entry:
+        share = problems.number(entry["variance"], "drift.multivariate.variance", 0.0, 1.0)
+        if share is not None and share in (0.0, 1.0):
+            problems.add(
+                "drift.multivariate.variance",
+                f"expected a share of variance strictly between 0 and 1, got {share:g}",
+            )
+        elif share is not None:
+            variance = share
+    if "z" in entry:
+        z = problems.number(entry["z"], "drift.multivariate.z", 0.5, 10.0) or z
+    return on, variance, z
 
 
 def _parse_thresholds(raw: Any, problems: _Problems) -> Mapping[str, float]:
