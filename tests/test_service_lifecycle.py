@@ -25,20 +25,19 @@ def _register(c: httpx.Client, model: str, spec: dict[str, Any]) -> httpx.Respon
     return c.put(f"/v1/models/{model}", content=orjson.dumps(spec), headers=JSON)
 
 
-def _predict(c: httpx.Client, model: str, batch: list[dict[str, Any]]) -> dict[str, Any]:
-    r = c.post(f"/v1/models/{model}/predictions", content=orjson.dumps({"predictions": batch}),
-               headers=JSON)  # fmt: skip
+def _post(c: httpx.Client, model: str, kind: str, items: list[dict[str, Any]]) -> dict[str, Any]:
+    r = c.post(f"/v1/models/{model}/{kind}", content=orjson.dumps({kind: items}), headers=JSON)
     assert r.status_code == 200, r.text
     body: dict[str, Any] = r.json()
     return body
+
+
+def _predict(c: httpx.Client, model: str, batch: list[dict[str, Any]]) -> dict[str, Any]:
+    return _post(c, model, "predictions", batch)
 
 
 def _label(c: httpx.Client, model: str, labels: list[dict[str, Any]]) -> dict[str, Any]:
-    r = c.post(f"/v1/models/{model}/labels", content=orjson.dumps({"labels": labels}),
-               headers=JSON)  # fmt: skip
-    assert r.status_code == 200, r.text
-    body: dict[str, Any] = r.json()
-    return body
+    return _post(c, model, "labels", labels)
 
 
 def _metric(c: httpx.Client, series: str) -> float | None:
