@@ -217,6 +217,8 @@ class Soak:
         self.failed_attempts: collections.Counter[str] = collections.Counter()
         self.fatal: list[str] = []
         self.samples: list[dict[str, Any]] = []
+        self._ps: psutil.Process | None = None
+        self._me = psutil.Process()
         self.sending = True
         self.drivers_done = False
         self.live: dict[str, list[str]] = {}
@@ -451,12 +453,17 @@ class Soak:
             await asyncio.sleep(self.config.sample_every)
 
     async def take_sample(self, client: httpx.AsyncClient) -> dict[str, Any]:
-        rss = None
+        rss = cpu = None
         pid = None
         if self.proc is not None and self.proc.alive():
             pid = self.proc.pid
             with contextlib.suppress(psutil.Error):
-                rss = psutil.Process(self.proc.pid).memory_info().rss
+                if self._ps is None or self._ps.pid != pid:
+                    self._ps = psutil.Process(pid)
+                    self._ps.cpu_percent(None)
+                else:
+                    cpu = self._ps.cpu_percent(None)
+                rss = self._ps.memory_info().rss
         db = self.data_dir / "modelmeter.sqlite3"
         sizes = {}
         for suffix in ("", "-wal", "-shm"):
@@ -475,6 +482,9 @@ class Soak:
             "wal_gauge": gauge(text, "modelmeter_store_wal_bytes") if text else None,
             "retired": gauge(text, "modelmeter_versions_retired_total") if text else None,
             "acked": self.acked_total,
+            "collector_cpu": cpu,  # percent of one core since the last sample
+            "client_cpu": self._me.cpu_percent(None),
+            "load1": os.getloadavg()[0],
         }
 
     # --- the run ----------------------------------------------------------------------------
@@ -700,6 +710,9 @@ class Soak:
             window = [lat for t, lat in self.latencies if lo < t <= s["mono"]]
             dt = s["mono"] - lo if previous else s["t"]
             rate = (s["acked"] - (previous["acked"] if previous else 0)) / dt if dt > 0 else 0
+            inside = [x for x in self.samples if lo < x["mono"] <= s["mono"]]
+            cpus = [x["collector_cpu"] for x in inside if x["collector_cpu"] is not None]
+            clients = [x["client_cpu"] for x in inside]
             out.append(
                 {
                     "t_s": s["t"],
@@ -712,6 +725,9 @@ class Soak:
                     "events_per_s": round(rate, 0),
                     "p99_ms": _ms(p99(window)),
                     "retired_metric": s["retired"],
+                    "collector_cpu": round(float(np.mean(cpus))) if cpus else None,
+                    "client_cpu": round(float(np.mean(clients))) if clients else None,
+                    "load1": round(s["load1"], 1),
                 }
             )
             previous = s
@@ -772,8 +788,10 @@ def report(summary: dict[str, Any]) -> str:
     table = summary["table"]
     keys = ["t_s", "process", "rss_mib", "db_mib", "wal_mib", "store_gauge_mib"]
     keys += ["wal_gauge_mib", "events_per_s", "p99_ms", "retired_metric"]
+    keys += ["collector_cpu", "client_cpu", "load1"]
     heads = ["t s", "collector", "RSS MiB", "db MiB", "WAL MiB", "store gauge MiB"]
     heads += ["WAL gauge MiB", "acked events/s", "p99 ms", "retired (metric)"]
+    heads += ["collector CPU %", "client CPU %", "load 1m"]
     out.append(markdown(heads, [[r[k] for k in keys] for r in table]))
     out += ["", "RSS per collector process (after warm-up):", ""]
     out.append(
