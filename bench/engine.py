@@ -45,6 +45,7 @@ from modelmeter.engine import (
     LabelBatch,
     ModelMonitor,
     MonitorConfig,
+    MultivariateConfig,
     PredictionBatch,
     ReferenceData,
 )
@@ -96,11 +97,20 @@ class Data:
         )
 
 
+MULTIVARIATE = [True]  # --no-multivariate turns the multivariate drift off
+
+
 def config() -> MonitorConfig:
     features = tuple(FeatureSpec(n, "numeric", low=-6.0, high=6.0) for n in NUMERIC) + tuple(
         FeatureSpec(c, "categorical") for c in CATEGORICAL
     )
-    return MonitorConfig(task="binary", classes=("0", "1"), positive_class="1", features=features)
+    return MonitorConfig(
+        task="binary",
+        classes=("0", "1"),
+        positive_class="1",
+        features=features,
+        multivariate=MultivariateConfig() if MULTIVARIATE[0] else None,
+    )
 
 
 def fresh_monitor(reference: Data) -> ModelMonitor:
@@ -411,9 +421,16 @@ def main() -> int:
     )
     parser.add_argument("--write-results", action="store_true", help="update bench/RESULTS.md")
     parser.add_argument(
+        "--no-multivariate", action="store_true", help="turn the multivariate drift off"
+    )
+    parser.add_argument(
+        "--throughput-only", action="store_true", help="only the observe() throughput table"
+    )
+    parser.add_argument(
         "--repeat", type=int, default=3, help="window timings: best of N (Evidently: 1 run)"
     )
     args = parser.parse_args()
+    MULTIVARIATE[0] = not args.no_multivariate
     command = ".venv/bin/python bench/engine.py " + " ".join(sys.argv[1:])
     info = machine()
     rng = np.random.default_rng(2024)
@@ -429,6 +446,10 @@ def main() -> int:
         total, marks, window_rows = 10_000_000, [1_000_000, 10_000_000], [100_000, 1_000_000]
     print("observe() throughput:", file=sys.stderr)
     rates = throughput(reference, pool, sizes)
+    if args.throughput_only:
+        for row in rates:
+            print(json.dumps(row))
+        return 0
     print("memory:", file=sys.stderr)
     mem = memory(reference, pool, total, marks)
     print("one window:", file=sys.stderr)

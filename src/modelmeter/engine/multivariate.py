@@ -9,9 +9,9 @@ the row's reconstruction from those components: a change in how features relate 
 off the reference's principal subspace even when every marginal stays the same.
 
 Encoding, standardisation and reconstruction are one affine map ``r = x @ A - b`` (A is
-(d, d)), so a batch costs one matrix product. Each event adds ``(1, e, e**2)`` to a ring
-statistic of shape (3,): the window's mean error and its count slide and checkpoint as
-additive sums like every other statistic.
+(d, d)), so a batch costs one matrix product (in blocks of 256 rows, see :data:`BLOCK`).
+Each event adds ``(1, e, e**2)`` to a ring statistic of shape (3,): the window's mean error
+and its count slide and checkpoint as additive sums like every other statistic.
 
 The threshold is calibrated on the reference: with per-row error mean ``mu`` and standard
 deviation ``sigma`` on the reference, the mean of ``n`` rows from the reference distribution
@@ -57,6 +57,10 @@ FloatArray = npt.NDArray[np.float64]
 IntArray = npt.NDArray[np.int64]
 
 _SUM_INDEX = np.arange(3, dtype=np.int64)[:, None]
+#: Rows per matrix product. OpenBLAS runs a product of fewer than 2**18 multiply-adds on the
+#: calling thread; a larger one wakes its thread pool, which on a busy machine (the collector
+#: serving requests) cost 3x the product's own time in our measurements (see bench/RESULTS.md).
+BLOCK = 256
 
 
 def frequency_table(codes: IntArray, n_codes: int, missing: Sequence[int]) -> FloatArray:
@@ -209,7 +213,14 @@ class ReconstructionDrift:
                 np.copyto(values, np.broadcast_to(self._means_column, values.shape), where=bad)
         if self.n_features > p:
             np.take(self.frequencies, categorical, out=rows[p:])
-        residual = rows.T @ self.transform
+        residual = np.empty((n, self.n_features))
+        transposed = rows.T
+        for start in range(0, n, BLOCK):  # small products: BLAS stays on this thread
+            np.matmul(
+                transposed[start : start + BLOCK],
+                self.transform,
+                out=residual[start : start + BLOCK],
+            )
         residual -= self.offset
         squared = np.einsum("ij,ij->i", residual, residual)
         result: FloatArray = np.sqrt(squared, out=squared)
