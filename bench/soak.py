@@ -45,6 +45,13 @@ exactly which ids of which version were acknowledged. Two independent checks, pe
    acknowledged id must be in ``predictions`` with its version (and every acknowledged label
    must have set ``labeled``). The TTL is longer than the run, so nothing may have expired.
 
+Labels are sent one request per version, so the answer (``matched``, ``duplicates``,
+``pending``, ``retired``) is attributed exactly. A label whose version retired before it
+arrived (possible after an outage: the labels waited in the client while the model moved on)
+is answered ``retired``: the collector counts it and never applies it, as designed; it is
+reported, not counted as lost. ``pending`` (the collector did not find an acknowledged
+prediction) is a loss. After an outage, a model moves to at most one new version at once.
+
 ``lost`` is the number of acknowledged events missing from either check (a version whose
 counter could not be read counts all its events as unproven). "lost: 0" is printed only when
 both checks pass for every version; otherwise the run exits 1.
@@ -141,6 +148,7 @@ class VersionCount:
     acked: list[np.ndarray] = field(default_factory=list)  # acknowledged seqs, per request
     labels_acked: int = 0
     labels_pending: int = 0  # a label whose prediction the collector did not find: a loss
+    labels_retired: int = 0  # answered "retired": its version retired before it arrived
     counted: float | None = None  # model_predictions_total, read while live
     counted_at: str = ""
     labeled_counted: float | None = None
@@ -345,7 +353,7 @@ class Soak:
                 version_no += 1
                 version = f"v{version_no}"
                 self.used_versions[model].append(version)
-                next_rotate += rotate
+                next_rotate = max(next_rotate + rotate, now + rotate / 2)  # no burst of releases
                 seq = 0
             carry += per_model * (now - last)
             last = now
@@ -387,7 +395,6 @@ class Soak:
         cfg = self.config
         model = self.names[index]
         todo = self.labels_todo[model]
-        path = f"/v1/models/{model}/labels"
         next_tick = self.start + cfg.tick * (index + 0.5) / cfg.models
         while True:
             await asyncio.sleep(max(0.0, next_tick - time.monotonic()))
@@ -400,28 +407,37 @@ class Soak:
                 if self.drivers_done and not todo:
                     return
                 continue
-            body = orjson.dumps({"labels": [{"id": i, "label": lab} for _, _, i, lab in batch]})
-            result = await self.post(client, path, body, self.label_latencies)
-            if result is None:
-                continue
-            rejected = {int(r["index"]) for r in result.get("rejected", [])}
-            for r in result.get("rejected", []):
-                self.rejected_reasons["label: " + str(r.get("error", ""))[:120]] += 1
-            by_version: collections.Counter[str] = collections.Counter(
-                v for k, (_, v, _, _) in enumerate(batch) if k not in rejected
-            )
-            answered = int(result.get("matched", 0)) + int(result.get("duplicates", 0))
-            if answered + int(result.get("pending", 0)) != len(batch) - len(rejected):
-                extra = {k: v for k, v in result.items() if k not in ("rejected",)}
-                self.fatal.append(f"{model}: labels answered {extra} for {len(batch)} labels")
-            pending = int(result.get("pending", 0))
-            if pending:  # the prediction of an acknowledged id was not found
-                self.fatal.append(f"{model}: {pending} labels pending after their predictions")
-                self.versions[(model, batch[0][1])].labels_pending += pending
-            for version, count in by_version.items():
-                self.versions[(model, version)].labels_acked += count
-            if pending:
-                self.versions[(model, batch[0][1])].labels_acked -= pending
+            versions = sorted({v for _, v, _, _ in batch})
+            for version in versions:  # one request per version: exact accounting
+                group = [item for item in batch if item[1] == version]
+                await self.send_labels(client, model, version, group)
+
+    async def send_labels(
+        self,
+        client: httpx.AsyncClient,
+        model: str,
+        version: str,
+        group: list[tuple[float, str, str, str]],
+    ) -> None:
+        path = f"/v1/models/{model}/labels"
+        body = orjson.dumps({"labels": [{"id": i, "label": lab} for _, _, i, lab in group]})
+        result = await self.post(client, path, body, self.label_latencies)
+        if result is None:
+            return
+        for r in result.get("rejected", []):
+            self.rejected_reasons["label: " + str(r.get("error", ""))[:120]] += 1
+        count = self.versions[(model, version)]
+        matched = int(result.get("matched", 0)) + int(result.get("duplicates", 0))
+        pending = int(result.get("pending", 0))
+        retired = int(result.get("retired", 0))
+        if matched + pending + retired + len(result.get("rejected", [])) != len(group):
+            extra = {k: v for k, v in result.items() if k != "rejected"}
+            self.fatal.append(f"{model} {version}: labels answered {extra} for {len(group)}")
+        if pending:  # the prediction of an acknowledged id was not found
+            self.fatal.append(f"{model} {version}: {pending} labels pending after predictions")
+        count.labels_acked += matched
+        count.labels_pending += pending
+        count.labels_retired += retired
 
     async def crash(self) -> None:
         """kill -9 at evenly spaced times, restart at once on the same port and data."""
@@ -592,6 +608,7 @@ class Soak:
                     "missing_in_store": missing,
                     "stored_not_acked": extra,
                     "labels_acked": count.labels_acked,
+                    "labels_retired": count.labels_retired,
                     "labels_in_store": labeled,
                     "labeled_counted": count.labeled_counted,
                     "lost": version_lost,
@@ -654,6 +671,7 @@ class Soak:
             "acked_events": self.acked_total,
             "acked_rate": round(self.acked_total / cfg.duration, 1),
             "labels_acked": sum(c.labels_acked for c in self.versions.values()),
+            "labels_retired": sum(c.labels_retired for c in self.versions.values()),
             "rejected_events": self.rejected,
             "rejected_reasons": dict(self.rejected_reasons.most_common(5)),
             "failed_attempts": dict(self.failed_attempts),
@@ -819,7 +837,8 @@ def report(summary: dict[str, Any]) -> str:
     )
     rows = [
         ["acknowledged predictions", f"{summary['acked_events']:,} ({summary['acked_rate']}/s)"],
-        ["acknowledged labels", f"{summary['labels_acked']:,}"],
+        ["acknowledged labels (matched)", f"{summary['labels_acked']:,}"],
+        ["late labels answered 'retired'", f"{summary['labels_retired']:,}"],
         ["rejected events", f"{summary['rejected_events']:,} {summary['rejected_reasons'] or ''}"],
         ["failed attempts (retried)", summary["failed_attempts"] or "none"],
         [
