@@ -7,6 +7,7 @@ from __future__ import annotations
 import json
 import math
 from pathlib import Path
+from typing import Any
 
 import httpx
 import numpy as np
@@ -382,3 +383,37 @@ def test_collector_exports_multivariate_drift(tmp_path: Path) -> None:
     (flag,) = families["model_multivariate_drift_detected"].samples
     assert flag.labels == {"model": "mv", "version": "default"}
     assert flag.value == (0.0 if bounds["lower"] <= error.value <= bounds["upper"] else 1.0)
+
+
+def test_dashboard_shows_the_error_against_its_band() -> None:
+    from modelmeter.dashboard.panels import _multivariate_card
+    from modelmeter.dashboard.queries import RawRefresh, Selection
+    from modelmeter.dashboard.view import build_view
+
+    labels = {"model": "m", "version": "v1"}
+
+    def sample(name: str, value: float, **extra: str) -> dict[str, Any]:
+        return {"metric": {"__name__": name, **labels, **extra}, "value": [0, str(value)]}
+
+    instant = {
+        "result": [
+            sample("model_multivariate_drift", 1.58, method="pca"),
+            sample("model_multivariate_drift_threshold", 1.05, method="pca", bound="lower"),
+            sample("model_multivariate_drift_threshold", 1.11, method="pca", bound="upper"),
+            sample("model_multivariate_drift_detected", 1.0),
+        ]
+    }
+    catalog = [{"model": "m", "version": "v1", "task": "regression"}]
+    raw = RawRefresh(Selection("m", "v1"), 0.0, catalog, {"instant": instant}, {}, 8)
+    view = build_view(raw)
+    assert view["multivariate"] == {
+        "method": "pca",
+        "error": 1.58,
+        "lower": 1.05,
+        "upper": 1.11,
+        "detected": 1.0,
+    }
+    text = str(_multivariate_card(view["multivariate"]))
+    assert "1.580" in text and "1.050" in text and "1.110" in text and "drifted" in text
+    empty = build_view(RawRefresh(Selection("m", "v1"), 0.0, catalog, {"instant": None}, {}, 8))
+    assert "no figure" in str(_multivariate_card(empty["multivariate"]))

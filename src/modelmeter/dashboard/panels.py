@@ -279,11 +279,30 @@ def _drift_table(view: Mapping[str, Any]) -> Any:
                 **{"data-feature": d["feature"]},
             )
         )
-    return _table(
+    table = _table(
         ["feature", "PSI", "threshold", "JS", "KS / χ² p", "status"],
         rows,
         "No drift figures yet: the window holds fewer predictions than the model's "
         f"min_samples ({fmt.count(view.get('min_samples'))}); keep sending predictions.",
+    )
+    return html.Div([table, _multivariate_card(view.get("multivariate") or {})])
+
+
+def _multivariate_card(mv: Mapping[str, Any]) -> Any:
+    """The window's mean PCA reconstruction error against its calibrated band."""
+    if mv.get("error") is None:
+        text = "Multivariate drift: no figure (off, fewer than 2 features, or below min_samples)."
+        return html.Div(text, id="multivariate-card", className="multivariate-card muted")
+    level, status = ("critical", "drifted") if mv.get("detected") else ("ok", "ok")
+    return html.Div(
+        [
+            html.Span(f"Multivariate drift ({mv.get('method') or 'pca'} reconstruction error): "),
+            html.Strong(f"{mv['error']:.3f}"),
+            html.Span(f" band {fmt.ratio(mv.get('lower'), 3)} – {fmt.ratio(mv.get('upper'), 3)} "),
+            html.Span(status, className=f"pill pill-{level}"),
+        ],
+        id="multivariate-card",
+        className=f"multivariate-card drift-{level}",
     )
 
 

@@ -153,6 +153,26 @@ def _drift(by_name: Mapping[str, list[Any]], threshold: float | None) -> list[di
     return sorted(out, key=severity)
 
 
+def _multivariate(by_name: Mapping[str, list[Any]]) -> dict[str, Any]:
+    """Multivariate drift of the window (from the instant query): error, band, flag.
+
+    >>> _multivariate({"model_multivariate_drift": [({"method": "pca"}, 1.5)]})["error"]
+    1.5
+    """
+    bounds = {
+        labels.get("bound", "?"): value
+        for labels, value in by_name.get("model_multivariate_drift_threshold", [])
+    }
+    rows = by_name.get("model_multivariate_drift") or [({}, None)]
+    return {
+        "method": rows[0][0].get("method"),
+        "error": _one(by_name, "model_multivariate_drift"),
+        "lower": bounds.get("lower"),
+        "upper": bounds.get("upper"),
+        "detected": _one(by_name, "model_multivariate_drift_detected"),
+    }
+
+
 def _quality(by_name: Mapping[str, list[Any]]) -> list[dict[str, Any]]:
     rows: dict[str, dict[str, Any]] = {}
     for labels, value in by_name.get("model_feature_quality_ratio", []):
@@ -280,6 +300,7 @@ def build_view(raw: RawRefresh) -> dict[str, Any]:
             },
             "drift": _drift(by_name, thresholds.get("drift_psi")),
             "drift_detected": _one(by_name, "model_drift_detected"),
+            "multivariate": _multivariate(by_name),
             "prediction_drift": {
                 labels.get("statistic", "?"): value
                 for labels, value in by_name.get("model_prediction_drift", [])
