@@ -260,6 +260,8 @@ def test_every_family_is_present_with_help_and_type(registry: ExpositionRegistry
         "model_root_mean_squared_error",
         "model_reference_mean_absolute_error",
         "model_reference_root_mean_squared_error",
+        "model_estimated_mean_absolute_error",
+        "model_estimated_root_mean_squared_error",
     }
 
 
@@ -649,6 +651,10 @@ def test_regression_errors_match_sklearn() -> None:
     ref_rmse = _value(registry, "model_reference_root_mean_squared_error", mv)
     assert math.isclose(ref_mae, mean_absolute_error(ref_true, ref_pred), abs_tol=1e-12)
     assert math.isclose(ref_rmse, math.sqrt(mean_squared_error(ref_true, ref_pred)), abs_tol=1e-12)
+    estimated = snapshot.estimated_regression  # pinned against scikit-learn in test_engine_dle
+    assert estimated is not None
+    assert _value(registry, "model_estimated_mean_absolute_error", mv) == estimated.mae
+    assert _value(registry, "model_estimated_root_mean_squared_error", mv) == estimated.rmse
     body = render(registry).decode()
     assert _lines(body, "model_accuracy") == []
     assert _lines(body, "model_reference_accuracy") == []

@@ -237,6 +237,16 @@ METRICS: tuple[MetricDef, ...] = (
     _g("model_mean_absolute_error", _MV, "Realized mean absolute error in the window."),
     _g("model_root_mean_squared_error", _MV, "Realized root mean squared error in the window."),
     _g(
+        "model_estimated_mean_absolute_error",
+        _MV,
+        "Mean absolute error estimated before labels (loss model fitted on the reference).",
+    ),
+    _g(
+        "model_estimated_root_mean_squared_error",
+        _MV,
+        "Root mean squared error estimated before labels (loss model fitted on the reference).",
+    ),
+    _g(
         "model_reference_mean_absolute_error",
         _MV,
         "Mean absolute error of the model on the spec's reference data.",
@@ -382,7 +392,7 @@ def series_bound(spec: ModelSpec, versions: int, replicas: int) -> int:
         per_version += 3 * 4 + 3 * k  # realized, estimated, reference figures; per class
         per_version += k * k + 3 * k  # confusion matrix, one-vs-rest outcomes
     else:
-        per_version += 4  # realized and reference MAE and RMSE
+        per_version += 6  # realized, estimated and reference MAE and RMSE
     per_version += 4  # window predictions, labeled, errors; label coverage
     per_version += n_features * (n_stats + 1) + n_stats + 1  # drift statistics and flags
     if spec.has_multivariate:
@@ -566,6 +576,7 @@ def _add_version(f: _Samples, spec: ModelSpec, mv: Labels, snap: Snapshot) -> No
     for prefix, errors in (
         ("model_", snap.regression),
         ("model_reference_", snap.reference_regression),
+        ("model_estimated_", snap.estimated_regression),
     ):
         if errors is not None:
             if _finite(errors.mae):

@@ -27,6 +27,7 @@ from modelmeter.engine.drift import (
 )
 from modelmeter.engine.estimation import Calibrator
 from modelmeter.engine.features import CategoricalBlock, NumericBlock
+from modelmeter.engine.loss import LOSS, LossEstimator
 from modelmeter.engine.multivariate import METHOD, STATISTIC, ReconstructionDrift, block_tables
 from modelmeter.engine.operations import LABEL_DELAY_BOUNDS, LATENCY_BOUNDS, CumulativeHistogram
 from modelmeter.engine.performance import (
@@ -183,6 +184,7 @@ class ModelMonitor:
         self._reference_regression: RegressionFigures | None = None
         self._fit_output(reference)
         self._multivariate = self._fit_multivariate(reference)
+        self._loss = self._fit_loss(reference)
         shapes = self._shapes()
         per_bucket = sum(int(np.prod(shape)) for shape in shapes.values())
         totals = sum(int(np.prod(shape)) for shape in self._total_shapes().values())
@@ -259,6 +261,24 @@ class ModelMonitor:
         except ValueError as error:
             raise ValueError(f"reference data, multivariate drift: {error}") from None
 
+    def _fit_loss(self, reference: ReferenceData) -> LossEstimator | None:
+        """The DLE loss model of a regression model (None: classification, or too few rows)."""
+        if self.config.is_classification:
+            return None
+        n = np.shape(reference.predictions)[0]
+        return LossEstimator.fit(
+            [spec.name for spec in self._numeric.specs],
+            [
+                (spec.name, binning)
+                for spec, binning in zip(
+                    self._categorical.specs, self._categorical.binnings, strict=True
+                )
+            ],
+            reference.features,
+            np.asarray(reference.predictions, dtype=np.float64),
+            _float_column(reference.labels, "reference labels", n),
+        )
+
     def _output_bins(self) -> int:
         binning = self._output_numeric or self._output_categorical
         assert binning is not None
@@ -278,6 +298,8 @@ class ModelMonitor:
         else:
             shapes["output_sums"] = (self._output_bins() + 1,)
             shapes["regression"] = (3,)
+            if self._loss is not None:
+                shapes[LOSS] = (3,)  # predictions, predicted absolute and squared error
         return shapes
 
     def _total_shapes(self) -> dict[str, tuple[int, ...]]:
@@ -329,6 +351,11 @@ class ModelMonitor:
         if self._multivariate is not None:
             self._count_multivariate(self._multivariate, batch, slots, prepared.n, index)
         self._count_output(prepared, slots)
+        if self._loss is not None:
+            predicted = np.asarray(prepared.predicted, dtype=np.float64)
+            self._loss.count(
+                self._ring, slots, batch.features, batch.wrong_type, predicted, prepared.valid
+            )
         if prepared.latency is not None:
             self._latency.add(prepared.latency)
 
@@ -709,6 +736,9 @@ class ModelMonitor:
             reference=self._reference_figures,
             reference_regression=self._reference_regression,
             multivariate=self._multivariate_figures(),
+            estimated_regression=None
+            if self._loss is None
+            else self._loss.figures(ring.window(LOSS), config.min_samples),
         )
 
     def _multivariate_figures(self) -> MultivariateFigures | None:
@@ -871,6 +901,10 @@ class ModelMonitor:
             # window starts empty (or is dropped).
             if arrays.pop(STATISTIC, None) is None:
                 arrays[STATISTIC] = np.zeros((config.n_buckets, 3)).tolist()
+            ring_data = {**ring_data, "arrays": arrays}
+        if LOSS in monitor._ring.shapes and LOSS not in arrays:
+            # Saved before the loss model: load the rest; the estimate's window starts empty.
+            arrays[LOSS] = np.zeros((config.n_buckets, 3)).tolist()
             ring_data = {**ring_data, "arrays": arrays}
         monitor._ring = BucketRing.from_data(ring_data, monitor._ring.shapes)
         totals = data["totals"]

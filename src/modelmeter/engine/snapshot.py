@@ -112,6 +112,10 @@ class Snapshot:
     ``multivariate`` is the multivariate drift (None when it is off or the model has fewer
     than 2 features).
 
+    ``estimated_regression`` (regression) is the MAE and RMSE estimated before labels by the
+    loss model fitted on the reference (direct loss estimation, :mod:`modelmeter.engine.loss`):
+    NaN below ``min_samples`` predictions, None when the reference has too few labeled rows.
+
     ``reference`` (classification) and ``reference_regression`` (regression) are the same
     figures computed on the reference data's predictions and labels: fixed per monitor,
     derived from the reference (not stored in checkpoints), computed on every reference row
@@ -143,6 +147,7 @@ class Snapshot:
     reference: ClassificationFigures | None = None
     reference_regression: RegressionFigures | None = None
     multivariate: MultivariateFigures | None = None
+    estimated_regression: RegressionFigures | None = None
 
     def to_dict(self) -> dict[str, Any]:
         """JSON-able form: NaN -> None, ``confusion_total`` as a list of records.
