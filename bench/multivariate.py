@@ -198,12 +198,13 @@ def main() -> int:
     print(text)
     print(summary)
     if args.write_results:
+        description = __doc__.split("\n\n")[2].replace("\n", " ")
         section = (
             "## Multivariate drift vs NannyML\n\n"
             "Command: `.venv/bin/python bench/multivariate.py --write-results` (NannyML "
-            f"{nannyml['version']} in bench/.venv-peers). {__doc__.split(chr(10) + chr(10))[2].replace(chr(10), " ")}"
-            "\n\n" + text + "\n\n" + summary + "\n"
-        )
+            f"{nannyml['version']} in bench/.venv-peers). {description}\n\n"
+            + text + "\n\n" + summary + "\n"
+        )  # fmt: skip
         results = BENCH / "RESULTS.md"
         current = results.read_text(encoding="utf-8")
         start = current.find("## Multivariate drift vs NannyML")
