@@ -114,3 +114,17 @@ def test_models_round_trip_and_survive_reopen(tmp_path: Path) -> None:
     assert s.models() == [record]
     assert s.versions("m") == {"v1": 7.0, "v2": 5.0}
     s.close()
+
+
+def test_reclaim_returns_free_pages_to_the_file_system(store: Store) -> None:
+    rows = [(f"p{i}", "v", 1.0, "1", 0.5, False) for i in range(20_000)]
+    with store.transaction() as tx:
+        tx.insert_predictions("m", rows, 1.0)
+    store.truncate_wal()
+    full = store.path.stat().st_size
+    with store.transaction() as tx:
+        tx.expire(before=2.0)
+    assert store.reclaim() > 0
+    store.truncate_wal()
+    assert store.path.stat().st_size < full / 4
+    assert store.reclaim() == 0  # nothing left to release

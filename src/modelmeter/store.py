@@ -358,6 +358,9 @@ class Store:
         self._conn = sqlite3.connect(
             str(self.path), check_same_thread=False, isolation_level=None, timeout=30.0
         )
+        # Free pages (deleted log rows, expired predictions) go back to the file system in
+        # reclaim(); only a new database takes this mode (an old one keeps its file size).
+        self._conn.execute("PRAGMA auto_vacuum=INCREMENTAL")
         self._conn.execute("PRAGMA journal_mode=WAL")
         self._conn.execute(f"PRAGMA synchronous={synchronous}")
         self._conn.execute("PRAGMA foreign_keys=OFF")
@@ -420,6 +423,17 @@ class Store:
         except FileNotFoundError:
             wal_bytes = 0
         return StoreUsage(int(page_size) * (int(pages) - int(free)), int(wal_bytes))
+
+    def reclaim(self, min_free_ratio: float = 0.25) -> int:
+        """Return free pages to the file system when they are at least ``min_free_ratio`` of
+        the file (incremental auto-vacuum); the pages released."""
+        with self._lock:
+            pages = int(self._conn.execute("PRAGMA page_count").fetchone()[0])
+            free = int(self._conn.execute("PRAGMA freelist_count").fetchone()[0])
+            if free < 128 or free < pages * min_free_ratio:
+                return 0
+            self._conn.executescript(f"PRAGMA incremental_vacuum({free});")
+            return free
 
     def truncate_wal(self) -> None:
         """Copy the WAL into the database and truncate it to zero bytes, if no reader holds it

@@ -351,7 +351,7 @@ class Hub(Ingestion):
         return written
 
     def expire(self, now: float) -> Expired:
-        """Drop predictions and labels older than the TTL, retire idle versions, recount."""
+        """Drop predictions and labels older than the TTL, retire idle versions."""
         with self.lock:
             with self.store.transaction() as tx:
                 expired = tx.expire(now - self.settings.label_ttl_seconds)
@@ -362,14 +362,15 @@ class Hub(Ingestion):
                 if idle > 0:
                     for version in [v for v, t in entry.last_seen.items() if 0 < t < now - idle]:
                         self._retire(entry, version, "idle")
-            self._recount()
         return expired
 
     def enforce_budget(self) -> StoreState:
         """Keep the store within MODELMETER_STORE_BUDGET (the oldest stored events expire
-        early, counted) and its WAL within MODELMETER_MAX_WAL_BYTES; the usage after."""
+        early, counted), its file near the pages in use and its WAL within
+        MODELMETER_MAX_WAL_BYTES; the usage after."""
         budget = self.settings.store_budget_bytes
         with self.lock:
+            self.store.reclaim()
             usage = self.store.usage()
             if usage.wal_bytes > self.settings.max_wal_bytes:
                 self.store.truncate_wal()
@@ -389,21 +390,21 @@ class Hub(Ingestion):
                     budget,
                     usage.total_bytes,
                 )
-                self._recount()
         return StoreState(usage.database_bytes, usage.wal_bytes, budget)
 
     def _count_expired(self, expired: Expired, reason: str) -> None:
+        """Count what expired unjoined, and take it off the models' waiting counts (kept
+        incrementally: a recount would scan every stored prediction under the lock)."""
         for kind, per_model in (("predictions", expired.predictions), ("labels", expired.labels)):
             for model, count in per_model.items():
                 if count:
                     self.expired_counts[(model, kind, reason)] += count
-
-    def _recount(self) -> None:
-        pending = self.store.pending_counts()
-        waiting = self.store.waiting_label_counts()
-        for name, entry in self.models.items():
-            entry.pending_labels = pending.get(name, 0)
-            entry.waiting_labels = waiting.get(name, 0)
+        for model, count in expired.predictions.items():
+            if (entry := self.models.get(model)) is not None:
+                entry.pending_labels = max(0, entry.pending_labels - count)
+        for model, count in expired.labels.items():
+            if (entry := self.models.get(model)) is not None:
+                entry.waiting_labels = max(0, entry.waiting_labels - count)
 
     # --- reading ----------------------------------------------------------------------------
     def state(self, now: float) -> CollectorState:
