@@ -414,12 +414,26 @@ def test_a_regression_model_gets_error_cards_and_an_unbounded_graph() -> None:
     )
     labels = np.asarray(reference.labels[:n], dtype=np.float64)
     monitor.label(LabelBatch(stamps + 5, stamps, predictions, labels), now=t + 5)
-    exported = _exported(spec, monitor.snapshot(t + 10))
+    snapshot = monitor.snapshot(t + 10)
+    exported = _exported(spec, snapshot)
+    estimated = snapshot.estimated_regression  # the loss model's, before labels
+    assert estimated is not None
+    history = [
+        {
+            "metric": {"__name__": name, "model": "cancer", "version": "v1"},
+            "values": [[t, repr(value)], [t + 10, repr(value)]],
+        }
+        for name, value in (
+            ("model_mean_absolute_error", 50.0),
+            ("model_estimated_mean_absolute_error", estimated.mae),
+        )
+    ]
     answers = _empty_answers() | {
         "instant": {
             "resultType": "vector",
             "result": [{"metric": lab, "value": [t + 10, repr(v)]} for lab, v in exported],
-        }
+        },
+        "perf": {"resultType": "matrix", "result": history},
     }
     catalog = [{"model": "cancer", "version": "v1", "task": "regression"}]
     view = build_view(RawRefresh(Selection("cancer", "v1"), t + 10, catalog, answers, {}, 8))
@@ -444,4 +458,11 @@ def test_a_regression_model_gets_error_cards_and_an_unbounded_graph() -> None:
         change = _component(out["cards"], f"card-{card['metric']}-change")
         assert _text(change) == f"{realized - on_reference:+.3f} vs reference"
         assert "delta-down" in change.children[0].className  # a larger error is worse: red
+        figure = getattr(estimated, "mae" if card["metric"] == "mean_absolute_error" else "rmse")
+        assert card["estimated"] == pytest.approx(figure, rel=1e-12)
+        shown = _component(out["cards"], f"card-{card['metric']}-estimated")
+        assert _text(shown) == fmt.ratio(figure)
+    traces = {trace["name"]: trace for trace in out["figures"]["perf-graph"]["data"]}
+    assert traces["MAE (estimated)"]["line"]["dash"] == "dash"  # the estimate: dotted
+    assert traces["MAE (realized)"]["line"]["dash"] == "solid"
     assert "range" not in out["figures"]["perf-graph"]["layout"]["yaxis"]  # errors: not in [0, 1]

@@ -66,7 +66,7 @@ def _card(card: Mapping[str, Any], view: Mapping[str, Any]) -> html.Div:
         hint = f"waiting for ≥ {min_samples} labeled predictions in the window"
     else:
         hint = f"{fmt.count(card['labeled'])} labeled in window"
-    regression = metric in dict(REGRESSION_METRICS)  # errors: no estimate, lower is better
+    regression = metric in dict(REGRESSION_METRICS)  # errors: lower is better
     predictions = html.Span(f"{fmt.count(card['predictions'])} predictions")
     return html.Div(
         [
@@ -75,9 +75,7 @@ def _card(card: Mapping[str, Any], view: Mapping[str, Any]) -> html.Div:
                 fmt.ratio(card["realized"]), className="card-value", id=f"card-{metric}-realized"
             ),
             html.Div(
-                [predictions]
-                if regression
-                else [
+                [  # the estimate before labels: calibrated scores, or the DLE loss model
                     html.Span("estimated "),
                     html.Strong(fmt.ratio(card["estimated"]), id=f"card-{metric}-estimated"),
                     html.Span(" · "),
@@ -443,8 +441,9 @@ def _figures(view: Mapping[str, Any]) -> dict[str, Any]:
         "perf-graph": line_figure(
             perf,
             rev,
-            "No performance figures yet: they need labels (realized) or scores "
-            "(estimated) and at least min_samples predictions in the window.",
+            "No performance figures yet: they need labels (realized) or scores or a "
+            "regression loss model (estimated) and at least min_samples predictions in the "
+            "window.",
             names=names,
             colors=colors,
             dashed=dashed,

@@ -61,6 +61,8 @@ PERF_METRICS = (
     "model_estimated_f1_score",
     "model_mean_absolute_error",
     "model_root_mean_squared_error",
+    "model_estimated_mean_absolute_error",
+    "model_estimated_root_mean_squared_error",
 )
 DRIFT_TOP = 6
 """Drift history is fetched for the features with the highest PSI in the range (and output)."""
