@@ -111,6 +111,10 @@ class LossModel:
         self.n_inputs = len(self.edges)
         #: column of the inputs that each table reads (categorical inputs come first)
         self.order = np.arange(self.n_inputs, dtype=np.int64)
+        # both targets' steps side by side: one take per input and batch
+        self._stacked = [
+            np.column_stack([a, b]) for a, b in zip(self.tables[0], self.tables[1], strict=True)
+        ]
 
     @classmethod
     def fit(
@@ -226,9 +230,8 @@ class LossModel:
         >>> model.predict(np.array([[-1.0], [2.0], [np.nan]])).round(3).tolist()
         [[1.0, 1.0], [2.718, 2.718], [1.649, 1.649]]
         """
-        n = inputs.shape[0]
-        raw = np.empty((2, n))
-        raw[0], raw[1] = self.base
+        raw = np.empty((inputs.shape[0], 2))
+        raw[:] = self.base
         for j, edges in enumerate(self.edges):
             column = inputs[:, self.order[j]]
             missing = np.isnan(column)
@@ -238,9 +241,8 @@ class LossModel:
                 steps = np.searchsorted(edges, column, side="left")
             if missing.any():
                 steps[missing] = -1  # the missing-value step is each table's last entry
-            raw[0] += self.tables[0][j][steps]
-            raw[1] += self.tables[1][j][steps]
-        out: FloatArray = np.exp(raw).T
+            raw += self._stacked[j][steps]
+        out: FloatArray = np.exp(raw, out=raw)
         return out
 
 
