@@ -136,6 +136,25 @@ def test_lookup_tables_reproduce_the_regressor_row_by_row() -> None:
         np.testing.assert_allclose(ours[:, t], theirs.predict(design(window)), rtol=TOL)
 
 
+def test_without_tables_the_regressors_themselves_predict() -> None:
+    """The path for a scikit-learn whose tree internals cannot be read: same numbers."""
+    data = rows(np.random.default_rng(3), 500)
+    window = design(rows(np.random.default_rng(4), 200, shift=0.5))
+    x = design(data)
+    tables = LossModel.fit(x, (None, None, 3, None), data["prediction"], data["label"])
+    error = data["prediction"] - data["label"]
+    order = [2, 0, 1, 3]  # categorical inputs first, as LossModel.fit orders them
+    fitted = [
+        HistGradientBoostingRegressor(
+            **PARAMS, categorical_features=np.array([True, False, False, False])
+        ).fit(x[:, order], target)
+        for target in (np.abs(error), np.square(error))
+    ]
+    plain = LossModel([None] * 4, [[np.zeros(1)] * 4] * 2, [0.0, 0.0], fitted)
+    plain.order = np.array(order)
+    np.testing.assert_allclose(plain.predict(window), tables.predict(window), rtol=TOL)
+
+
 def test_incremental_equals_batch() -> None:
     ref = reference()
     window = rows(np.random.default_rng(5), 1000, shift=0.3)

@@ -97,6 +97,10 @@ class LossModel:
         entry is the step of a missing value (NaN).
     base
         Per target: the log-space prediction of a row with every input missing.
+    estimators
+        The fitted regressors, used by :meth:`predict` instead of the tables only if the
+        tables could not be read off them (a scikit-learn whose tree internals changed):
+        slower, never wrong.
     """
 
     def __init__(
@@ -104,7 +108,9 @@ class LossModel:
         edges: Sequence[FloatArray | None],
         tables: Sequence[Sequence[FloatArray]],
         base: Sequence[float],
+        estimators: Sequence[HistGradientBoostingRegressor | None] | None = None,
     ) -> None:
+        self.estimators = None if estimators is None else tuple(estimators)
         self.edges = tuple(edges)
         self.tables = tuple(tuple(t) for t in tables)
         self.base = tuple(float(b) for b in base)
@@ -166,7 +172,6 @@ class LossModel:
         categories: tuple[int | None, ...],
         targets: tuple[FloatArray, ...],
     ) -> LossModel:
-        p = inputs.shape[1]
         fitted: list[HistGradientBoostingRegressor | None] = []
         with threadpool_limits(limits=1, user_api="openmp"):
             for target in targets:
@@ -176,38 +181,55 @@ class LossModel:
                     continue
                 estimator.fit(inputs, target)
                 fitted.append(estimator)
-            edges: list[FloatArray | None] = []
-            for j in range(p):
-                if categories[j] is not None:
-                    edges.append(None)
-                    continue
-                splits = [
-                    nodes["num_threshold"][(nodes["is_leaf"] == 0) & (nodes["feature_idx"] == j)]
-                    for estimator in fitted
-                    if estimator is not None
-                    for nodes in (tree[0].nodes for tree in estimator._predictors)
-                ]
-                edges.append(np.unique(np.concatenate([np.empty(0), *splits])))
-            probes = [_probes(e, c) for e, c in zip(edges, categories, strict=True)]
-            tables: list[list[FloatArray]] = []
-            base: list[float] = []
-            for estimator in fitted:
-                if estimator is None:
-                    tables.append([np.zeros(len(probe) + 1) for probe in probes])
-                    base.append(-np.inf)
-                    continue
-                missing = np.full((1, p), np.nan)
-                zero = float(np.log(estimator.predict(missing))[0])
-                per_input = []
-                for j, probe in enumerate(probes):
-                    rows = np.full((probe.shape[0], p), np.nan)
-                    rows[:, j] = probe
-                    raw = np.log(estimator.predict(rows)) - zero
-                    per_input.append(np.append(raw, 0.0))
-                tables.append(per_input)
-                base.append(zero)
-            model = cls(edges, tables, base)
-            model._check(fitted, inputs)
+            try:
+                model = cls._tables(fitted, inputs, categories)
+            except Exception:  # tree internals of another scikit-learn: predict() instead
+                p = inputs.shape[1]
+                empty = [[np.zeros(1) for _ in range(p)] for _ in targets]
+                model = cls([None] * p, empty, [0.0] * len(targets), fitted)
+        return model
+
+    @classmethod
+    def _tables(
+        cls,
+        fitted: list[HistGradientBoostingRegressor | None],
+        inputs: FloatArray,
+        categories: tuple[int | None, ...],
+    ) -> LossModel:
+        """The step tables read off ``fitted`` (private tree arrays), checked against it."""
+        p = inputs.shape[1]
+        edges: list[FloatArray | None] = []
+        for j in range(p):
+            if categories[j] is not None:
+                edges.append(None)
+                continue
+            splits = [
+                nodes["num_threshold"][(nodes["is_leaf"] == 0) & (nodes["feature_idx"] == j)]
+                for estimator in fitted
+                if estimator is not None
+                for nodes in (tree[0].nodes for tree in estimator._predictors)
+            ]
+            edges.append(np.unique(np.concatenate([np.empty(0), *splits])))
+        probes = [_probes(e, c) for e, c in zip(edges, categories, strict=True)]
+        tables: list[list[FloatArray]] = []
+        base: list[float] = []
+        for estimator in fitted:
+            if estimator is None:
+                tables.append([np.zeros(len(probe) + 1) for probe in probes])
+                base.append(-np.inf)
+                continue
+            missing = np.full((1, p), np.nan)
+            zero = float(np.log(estimator.predict(missing))[0])
+            per_input = []
+            for j, probe in enumerate(probes):
+                rows = np.full((probe.shape[0], p), np.nan)
+                rows[:, j] = probe
+                raw = np.log(estimator.predict(rows)) - zero
+                per_input.append(np.append(raw, 0.0))
+            tables.append(per_input)
+            base.append(zero)
+        model = cls(edges, tables, base)
+        model._check(fitted, inputs)
         return model
 
     def _check(
@@ -230,6 +252,14 @@ class LossModel:
         >>> model.predict(np.array([[-1.0], [2.0], [np.nan]])).round(3).tolist()
         [[1.0, 1.0], [2.718, 2.718], [1.649, 1.649]]
         """
+        if self.estimators is not None:
+            columns = inputs[:, self.order]
+            return np.column_stack(
+                [
+                    np.zeros(inputs.shape[0]) if e is None else e.predict(columns)
+                    for e in self.estimators
+                ]
+            ).astype(np.float64)
         raw = np.empty((inputs.shape[0], 2))
         raw[:] = self.base
         for j, edges in enumerate(self.edges):

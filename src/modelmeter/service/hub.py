@@ -71,6 +71,7 @@ __all__ = ["Hub", "ModelEntry", "ReplicaUsage"]
 
 log = logging.getLogger("modelmeter.collector")
 
+
 class Hub(Ingestion):
     """All models of one collector, backed by a :class:`~modelmeter.store.Store`."""
 
