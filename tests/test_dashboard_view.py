@@ -466,3 +466,78 @@ def test_a_regression_model_gets_error_cards_and_an_unbounded_graph() -> None:
     assert traces["MAE (estimated)"]["line"]["dash"] == "dash"  # the estimate: dotted
     assert traces["MAE (realized)"]["line"]["dash"] == "solid"
     assert "range" not in out["figures"]["perf-graph"]["layout"]["yaxis"]  # errors: not in [0, 1]
+
+
+def test_the_segment_selector_shows_each_values_figures() -> None:
+    """Segment series exported by the real collector code, read back from the instant query
+    the dashboard already makes: the selector lists the segment features and the table shows
+    each value's accuracy as scikit-learn computes it on that value's rows."""
+    import json
+
+    import pandas as pd
+    from sklearn.metrics import accuracy_score
+
+    from modelmeter.dashboard.panels import segment_options, segment_table
+    from modelmeter.engine import LabelBatch, ModelMonitor, PredictionBatch
+    from modelmeter.spec import load_reference, load_spec
+
+    rng = np.random.default_rng(13)
+    n = 600
+    spec = load_spec(
+        json.dumps(
+            {
+                "task": "binary",
+                "classes": ["benign", "malignant"],
+                "features": [
+                    {"name": "x", "type": "numeric"},
+                    {"name": "country", "type": "categorical", "categories": ["de", "it"]},
+                ],
+                "reference": {"score": "score"},
+                "min_samples": 20,
+                "segments": ["country"],
+            }
+        )
+    )
+    x = rng.normal(size=n)
+    score = 1 / (1 + np.exp(-2 * x))
+    country = rng.choice(["de", "it", "zz"], n)
+    predicted = np.where(score > 0.5, "malignant", "benign").astype(object)
+    flip = rng.random(n) < np.where(country == "it", 0.4, 0.05)
+    actual = np.where(flip, np.where(predicted == "benign", "malignant", "benign"), predicted)
+    frame = pd.DataFrame(
+        {"x": x, "country": country, "prediction": predicted, "label": actual, "score": score}
+    )
+    monitor = ModelMonitor(
+        spec.monitor_config(), load_reference(spec, data=frame.to_csv().encode())
+    )
+    features = {"x": x, "country": country.astype(object)}
+    stamps = np.full(n, 1_000.0)
+    monitor.observe(PredictionBatch(stamps, features, predicted, scores=score), now=1_000.0)
+    codes = monitor.segment_codes(features)
+    monitor.label(LabelBatch(stamps + 1, stamps, predicted, actual.astype(object), segments=codes))
+    exported = _exported(spec, monitor.snapshot(1_010.0))
+    answers = _empty_answers() | {
+        "instant": {
+            "resultType": "vector",
+            "result": [{"metric": lab, "value": [1_010.0, repr(v)]} for lab, v in exported],
+        }
+    }
+    view, _ = _render(answers, 1_010.0)
+    assert segment_options(view) == [{"label": "country (3 values)", "value": "country"}]
+    rows = {r["value"]: r for r in view["segments"]["country"]}
+    assert list(rows) == ["de", "it", "other"]
+    for value, member in (
+        ("de", country == "de"),
+        ("it", country == "it"),
+        ("other", country == "zz"),
+    ):
+        assert rows[value]["accuracy"] == pytest.approx(
+            accuracy_score(actual[member], predicted[member]), abs=1e-12
+        )
+        assert rows[value]["window_predictions"] == member.sum()
+    table = _text(segment_table(view, "country"))
+    assert "est. accuracy" in table and "other" in table
+    assert "No segments" in _text(segment_table({"segments": {}}, None))
+    app = create_app("http://127.0.0.1:9", refresh_seconds=2.0)
+    outputs = " ".join(app.callback_map)
+    assert f"{IDS['segments']}.children" in outputs and f"{IDS['segment']}.options" in outputs

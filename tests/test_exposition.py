@@ -6,6 +6,7 @@ the snapshots, scikit-learn, and ``promtool check metrics``."""
 from __future__ import annotations
 
 import dataclasses
+import json
 import math
 import subprocess
 import time
@@ -262,6 +263,8 @@ def test_every_family_is_present_with_help_and_type(registry: ExpositionRegistry
         "model_reference_root_mean_squared_error",
         "model_estimated_mean_absolute_error",
         "model_estimated_root_mean_squared_error",
+        # this model declares no segments (tests/test_engine_segments.py exports them)
+        *(d.name for d in METRICS if d.name.startswith("model_segment_")),
     }
 
 
@@ -702,3 +705,76 @@ def test_each_scrape_calls_the_provider_once(scenario: Scenario) -> None:
     render(registry)
     render(registry)
     assert len(calls) == 2
+
+
+# --------------------------------------------------------------------------- segments
+
+
+@pytest.mark.parametrize("task", ["binary", "regression"])
+def test_segment_series_are_fixed_by_the_spec_and_within_the_bound(task: str) -> None:
+    """Every segment value of the spec (categories, or the reference's vocabulary) plus
+    ``other`` is exported, whatever the traffic sent; the bound counts them."""
+    from modelmeter.exposition import segment_values
+
+    rng = np.random.default_rng(9)
+    n = 400
+    doc: dict[str, Any] = {
+        "task": task,
+        "features": [
+            {"name": "x", "type": "numeric"},
+            {"name": "country", "type": "categorical", "categories": ["de", "fr"]},
+            {"name": "channel", "type": "categorical"},
+        ],
+        "min_samples": 10,
+        "segments": ["country", "channel"],
+    }
+    if task == "binary":
+        doc |= {"classes": ["no", "yes"], "reference": {"score": "score"}}
+    spec = load_spec(json.dumps(doc))
+    x = rng.normal(size=n)
+    score = 1 / (1 + np.exp(-x))
+    frame = pd.DataFrame(
+        {
+            "x": x,
+            "country": rng.choice(["de", "fr"], n),
+            "channel": rng.choice(["app", "web"], n),
+            "prediction": np.where(score > 0.5, "yes", "no") if task == "binary" else 2 * x,
+            "label": np.where(rng.random(n) < score, "yes", "no") if task == "binary" else x,
+            "score": score,
+        }
+    )
+    reference = load_reference(spec, data=frame.to_csv(index=False).encode())
+    monitor = ModelMonitor(spec.monitor_config(), reference)
+    live = frame.copy()
+    live["country"] = rng.choice(["de", "fr", 'evil"}', "zz"], n)  # unseen values: other
+    features = {
+        "x": live["x"].to_numpy(),
+        "country": live["country"].to_numpy(object),
+        "channel": live["channel"].to_numpy(object),
+    }
+    ts = np.full(n, T0)
+    predictions = live["prediction"].to_numpy(object if task == "binary" else np.float64)
+    monitor.observe(
+        PredictionBatch(ts, features, predictions, scores=score if task == "binary" else None)
+    )
+    labels = live["label"].to_numpy(object if task == "binary" else np.float64)
+    monitor.label(
+        LabelBatch(ts + 1, ts, predictions, labels, segments=monitor.segment_codes(features))
+    )
+    state = CollectorState(models=[ModelState("m", spec, {"v1": monitor.snapshot(T0 + 2)})])
+    body = render(build_registry(lambda: state)).decode()
+    segment_lines = [line for line in body.splitlines() if line.startswith("model_segment_")]
+    values = {(line.split('segment="')[1].split('"')[0], line.split('value="')[1].split('"')[0])
+              for line in segment_lines}  # fmt: skip
+    assert values == {
+        ("country", "de"), ("country", "fr"), ("country", "other"),
+        ("channel", "app"), ("channel", "web"), ("channel", "other"),
+    }  # fmt: skip
+    assert "evil" not in body and "zz" not in body
+    per_value = 11 if task == "binary" else 7
+    # every figure of the values with traffic; channel "other" had none: only its volume
+    assert len(segment_lines) == per_value * 5 + 2
+    assert segment_values(spec) == 3 + 21  # channel: up to 20 reference values, plus other
+    series = [line for line in body.splitlines() if line and not line.startswith("#")
+              and 'model="m"' in line]  # fmt: skip
+    assert len(series) <= series_bound(spec, versions=1, replicas=0)

@@ -729,3 +729,70 @@ def test_huge_numbers_are_rejected_by_field() -> None:
     ]
     assert "a number too large" in str(info.value)
     assert len(str(info.value)) < 1000
+
+
+# --------------------------------------------------------------------------- segments
+
+
+def test_segments_parse_round_trip_and_reach_the_monitor_config() -> None:
+    doc = base() | {"segments": ["station"]}
+    spec = load_spec(json.dumps(doc))
+    assert spec.segments == ("station",)
+    assert spec.monitor_config().segments == ("station",)
+    assert load_spec(json.dumps(spec.to_dict())) == spec
+    assert "segments" not in load_spec(json.dumps(base())).to_dict()  # as before segments
+
+
+@pytest.mark.parametrize(
+    ("segments", "path", "message"),
+    [
+        ("station", "segments", "expected a list of 1 to 3"),
+        ([], "segments", "expected a list of 1 to 3"),
+        (["a", "b", "c", "d"], "segments", "expected a list of 1 to 3"),
+        (["temperature"], "segments[0]", "categorical feature ['station']"),
+        (["nope"], "segments[0]", "categorical feature"),
+        (["station", "station"], "segments[1]", "duplicate segment 'station'"),
+    ],
+)
+def test_bad_segments_name_their_field(segments: Any, path: str, message: str) -> None:
+    with pytest.raises(SpecError) as info:
+        load_spec(json.dumps(base() | {"segments": segments}))
+    assert [p for p, _ in info.value.problems] == [path]
+    assert message in info.value.problems[0][1]
+
+
+def test_a_segment_has_at_most_20_values_from_spec_or_reference() -> None:
+    from modelmeter.engine.segments import MAX_SEGMENT_VALUES, MAX_SEGMENTS
+    from modelmeter.spec import MAX_SEGMENT_VALUES as SPEC_VALUES
+    from modelmeter.spec import MAX_SEGMENTS as SPEC_SEGMENTS
+
+    assert (SPEC_VALUES, SPEC_SEGMENTS) == (MAX_SEGMENT_VALUES, MAX_SEGMENTS) == (20, 3)
+    doc = base() | {"segments": ["station"]}
+    doc["features"][1]["categories"] = [f"s{i}" for i in range(21)]
+    with pytest.raises(SpecError) as info:
+        load_spec(json.dumps(doc))
+    assert info.value.problems[0][0] == "segments[0]"
+    assert "21 categories" in info.value.problems[0][1]
+    # without categories, the reference's distinct values are counted
+    doc = base() | {"segments": ["station"]}
+    del doc["features"][1]["categories"]
+    spec = load_spec(json.dumps(doc))
+    rows = 60
+    frame = pd.DataFrame(
+        {
+            "temperature": np.linspace(-10, 10, rows),
+            "station": [f"s{i % 25}" for i in range(rows)],
+            "prediction": ["0", "1"] * (rows // 2),
+            "label": ["1", "0"] * (rows // 2),
+        }
+    )
+    error = _ref_error(frame, spec)
+    assert error.problems[0][0] == "segments[0]"
+    assert "25 distinct values" in error.problems[0][1]
+    frame["station"] = [f"s{i % 20}" for i in range(rows)]
+    reference = load_reference(spec, data=_csv(frame))
+    monitor = ModelMonitor(spec.monitor_config(), reference)
+    assert monitor.segment_codes({"station": np.array(["s3", "zz"], dtype=object)}).tolist() == [
+        [13],  # sorted vocabulary: s0, s1, s10, ..., s19, s2, s3
+        [20],  # other
+    ]

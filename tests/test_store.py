@@ -128,3 +128,37 @@ def test_reclaim_returns_free_pages_to_the_file_system(store: Store) -> None:
     store.truncate_wal()
     assert store.path.stat().st_size < full / 4
     assert store.reclaim() == 0  # nothing left to release
+
+
+def test_segment_codes_are_kept_until_labeled_and_an_old_store_gains_the_column(
+    tmp_path: Path,
+) -> None:
+    import sqlite3
+
+    path = tmp_path / "old.sqlite3"
+    old = sqlite3.connect(path)  # the predictions table as it was before segments
+    old.execute(
+        "CREATE TABLE predictions (model TEXT NOT NULL, id TEXT NOT NULL, version TEXT NOT NULL,"
+        " ts REAL NOT NULL, prediction BLOB, scores BLOB, labeled INTEGER NOT NULL,"
+        " received REAL NOT NULL, PRIMARY KEY (model, id)) WITHOUT ROWID"
+    )
+    old.execute("INSERT INTO predictions VALUES ('m', 'old', 'v', 1.0, '1', NULL, 0, 1.0)")
+    old.commit()
+    old.close()
+    store = Store(path)
+    with store.transaction() as tx:
+        tx.insert_predictions(
+            "m",
+            [("a", "v", 1.0, "1", 0.7, False, b"[2,0]"), ("b", "v", 1.0, "0", 0.2, False)],
+            5.0,
+        )
+    found = store.find_predictions("m", ["old", "a", "b"])
+    assert (found["old"].segments, found["a"].segments, found["b"].segments) == (
+        None,
+        b"[2,0]",
+        None,
+    )
+    with store.transaction() as tx:
+        tx.mark_labeled("m", ["a"])
+    assert store.find_predictions("m", ["a"])["a"].segments is None
+    store.close()

@@ -45,7 +45,7 @@ from prometheus_client.registry import Collector
 from prometheus_client.utils import floatToGoString
 
 from modelmeter.engine.operations import LABEL_DELAY_BOUNDS, LATENCY_BOUNDS
-from modelmeter.spec import DEFAULT_THRESHOLDS, ModelSpec
+from modelmeter.spec import DEFAULT_THRESHOLDS, MAX_SEGMENT_VALUES, ModelSpec
 
 if TYPE_CHECKING:
     from modelmeter.engine.snapshot import ClassificationFigures, DriftFigures, Histogram, Snapshot
@@ -66,6 +66,7 @@ __all__ = [
     "StoreState",
     "build_registry",
     "render",
+    "segment_values",
     "series_bound",
 ]
 
@@ -192,6 +193,7 @@ class MetricDef:
 
 
 _MV = ("model", "version")
+_SEG = ("model", "version", "segment", "value")
 
 
 def _g(name: str, labels: tuple[str, ...], help_: str) -> MetricDef:
@@ -292,6 +294,59 @@ METRICS: tuple[MetricDef, ...] = (
         "1 if the window's mean reconstruction error is outside its band, else 0.",
     ),
     _g(
+        "model_segment_accuracy",
+        _SEG,
+        "Realized accuracy over the labels received in the window for the predictions of "
+        "one segment value (segment: a spec segments feature; value: one of its values or "
+        "other).",
+    ),
+    _g("model_segment_precision", _SEG, "Realized precision of one segment value."),
+    _g("model_segment_recall", _SEG, "Realized recall of one segment value."),
+    _g("model_segment_f1_score", _SEG, "Realized F1 score of one segment value."),
+    _g(
+        "model_segment_estimated_accuracy",
+        _SEG,
+        "Accuracy of one segment value estimated from calibrated scores (no labels).",
+    ),
+    _g("model_segment_estimated_precision", _SEG, "Estimated precision of one segment value."),
+    _g("model_segment_estimated_recall", _SEG, "Estimated recall of one segment value."),
+    _g("model_segment_estimated_f1_score", _SEG, "Estimated F1 score of one segment value."),
+    _g(
+        "model_segment_mean_absolute_error",
+        _SEG,
+        "Realized mean absolute error of one segment value in the window.",
+    ),
+    _g(
+        "model_segment_root_mean_squared_error",
+        _SEG,
+        "Realized root mean squared error of one segment value in the window.",
+    ),
+    _g(
+        "model_segment_estimated_mean_absolute_error",
+        _SEG,
+        "Mean absolute error of one segment value estimated before labels.",
+    ),
+    _g(
+        "model_segment_estimated_root_mean_squared_error",
+        _SEG,
+        "Root mean squared error of one segment value estimated before labels.",
+    ),
+    _g(
+        "model_segment_window_predictions",
+        _SEG,
+        "Predictions made in the window with this segment value.",
+    ),
+    _g(
+        "model_segment_window_labeled_predictions",
+        _SEG,
+        "Labels received in the window for predictions with this segment value.",
+    ),
+    _g(
+        "model_segment_label_coverage_ratio",
+        _SEG,
+        "Labeled fraction of the window's predictions with this segment value.",
+    ),
+    _g(
         "model_feature_quality_ratio",
         (*_MV, "feature", "issue"),
         "Fraction of the window's predictions with this data-quality issue.",
@@ -375,8 +430,10 @@ def series_bound(spec: ModelSpec, versions: int, replicas: int) -> int:
     exports at most ``k**2 + 6k + F*(S + 7) + S + c`` series (the confusion matrix, per-class
     figures and outcomes, per-feature drift and quality, output drift) where ``c`` counts the
     fixed families and histogram buckets, plus 4 with multivariate drift (on and ``F >= 2``:
-    error, lower and upper bound, flag); each replica adds its CPU, memory and two dropped
-    counters; the model adds its gauges, thresholds and ingest, expiry and retirement counters.
+    error, lower and upper bound, flag), plus ``(8 + 3)`` (classification) or ``(4 + 3)``
+    (regression) per segment value (:func:`segment_values`); each replica adds its CPU,
+    memory and two dropped counters; the model adds its gauges, thresholds and ingest, expiry
+    and retirement counters.
 
     >>> from modelmeter.spec import load_spec
     >>> spec = load_spec(b'{"task": "binary", "classes": [0, 1], "features": '
@@ -399,12 +456,33 @@ def series_bound(spec: ModelSpec, versions: int, replicas: int) -> int:
         per_version += 1 + len(MULTIVARIATE_BOUNDS) + 1  # error, band, flag
     per_version += n_features * 3 * 2  # quality ratio and total, three issues per feature
     per_version += 3  # predictions, errors, unknown features
+    per_value = 8 + 3 if k else 4 + 3  # realized and estimated figures; volume, coverage
+    per_version += per_value * segment_values(spec)
     per_version += len(LATENCY_BOUNDS) + 3 + len(LABEL_DELAY_BOUNDS) + 3  # buckets, sum, count
     per_replica = 2 + len(INGEST_KINDS)  # CPU, memory, dropped per kind
     per_model = 5 + len(DEFAULT_THRESHOLDS)  # window, min_samples, pending, waiting, last
     per_model += len(INGEST_KINDS) * (len(INGEST_OUTCOMES) + len(EXPIRY_REASONS))
     per_model += len(RETIREMENT_REASONS)
     return per_model + versions * per_version + replicas * per_replica
+
+
+def segment_values(spec: ModelSpec) -> int:
+    """The most segment values a version exports: per segment feature, its categories (or, when
+    the reference gives its vocabulary, at most 20) plus ``other``.
+
+    >>> from modelmeter.spec import load_spec
+    >>> spec = load_spec(b'{"task": "binary", "classes": [0, 1], "features": ['
+    ...     b'{"name": "country", "type": "categorical", "categories": ["de", "fr"]},'
+    ...     b'{"name": "channel", "type": "categorical"}], "segments": ["country", "channel"]}')
+    >>> segment_values(spec)
+    24
+    """
+    by_name = {f.name: f for f in spec.features}
+    total = 0
+    for name in spec.segments:
+        categories = by_name[name].categories
+        total += (MAX_SEGMENT_VALUES if categories is None else len(categories)) + 1
+    return total
 
 
 _Scalar = GaugeMetricFamily | CounterMetricFamily
@@ -584,6 +662,7 @@ def _add_version(f: _Samples, spec: ModelSpec, mv: Labels, snap: Snapshot) -> No
             if _finite(errors.rmse):
                 f[prefix + "root_mean_squared_error"].append((mv, errors.rmse))
     _add_drift(f, spec, mv, snap)
+    _add_segments(f, spec, mv, snap)
     _add_quality(f, spec, mv, snap)
     _add_counters(f, spec, mv, snap)
     _add_histogram(f.histogram["model_prediction_latency_seconds"], mv, snap.latency)
@@ -599,6 +678,38 @@ def _add_figures(f: _Samples, prefix: str, mv: Labels, figures: ClassificationFi
     ):
         if _finite(value):
             f[prefix + metric].append((mv, value))
+
+
+def _add_segments(f: _Samples, spec: ModelSpec, mv: Labels, snap: Snapshot) -> None:
+    """Per segment value: its figures (absent below ``min_samples``), volume and coverage.
+    Values are the engine's vocabulary (spec or reference) plus ``other``, never traffic's."""
+    for segment in spec.segments:
+        values = snap.segments.get(segment)
+        if values is None:
+            continue
+        for value, figures in values.items():
+            if _needs_escape(value):
+                f.plain = False
+            labels = (*mv, segment, value)
+            f["model_segment_window_predictions"].append((labels, float(figures.predictions)))
+            f["model_segment_window_labeled_predictions"].append((labels, float(figures.labeled)))
+            if _finite(figures.label_coverage):
+                f["model_segment_label_coverage_ratio"].append((labels, figures.label_coverage))
+            for prefix, classification in (
+                ("model_segment_", figures.realized),
+                ("model_segment_estimated_", figures.estimated),
+            ):
+                if classification is not None:
+                    _add_figures(f, prefix, labels, classification)
+            for prefix, errors in (
+                ("model_segment_", figures.regression),
+                ("model_segment_estimated_", figures.estimated_regression),
+            ):
+                if errors is not None:
+                    if _finite(errors.mae):
+                        f[prefix + "mean_absolute_error"].append((labels, errors.mae))
+                    if _finite(errors.rmse):
+                        f[prefix + "root_mean_squared_error"].append((labels, errors.rmse))
 
 
 def _drift_values(drift: DriftFigures) -> tuple[float, ...]:

@@ -109,6 +109,10 @@ MAX_CLASSES = 100
 MAX_CLASS_LENGTH = 128
 MAX_CATEGORIES = 1000
 MAX_BUCKETS = 1000
+#: ``segments``: at most this many categorical features, of at most this many values each
+#: (as :mod:`modelmeter.engine.segments`; each also has ``other``)
+MAX_SEGMENTS = 3
+MAX_SEGMENT_VALUES = 20
 #: A reference with fewer rows cannot fit drift bins and a calibrator.
 MIN_REFERENCE_ROWS = 50
 _PROBABILITY_SUM_TOLERANCE = 0.01
@@ -123,6 +127,7 @@ _TOP_KEYS = (
     "min_samples",
     "drift",
     "thresholds",
+    "segments",
 )
 _FEATURE_KEYS = ("name", "type", "range", "categories")
 _REFERENCE_KEYS = ("path", "prediction", "label", "score", "probabilities")
@@ -295,6 +300,8 @@ class ModelSpec:
     multivariate: bool = True
     multivariate_variance: float = 0.65
     multivariate_z: float = 3.0
+    #: categorical features whose values get figures of their own (``segments``)
+    segments: tuple[str, ...] = ()
     thresholds: Mapping[str, float] = field(default_factory=_default_thresholds)
     base_dir: Path | None = field(default=None, compare=False, repr=False)
 
@@ -330,6 +337,7 @@ class ModelSpec:
             multivariate=MultivariateConfig("pca", self.multivariate_variance, self.multivariate_z)
             if self.multivariate
             else None,
+            segments=self.segments,
         )
 
     def to_dict(self) -> dict[str, Any]:
@@ -353,6 +361,8 @@ class ModelSpec:
             else False
         )
         out["thresholds"] = dict(self.thresholds)
+        if self.segments:
+            out["segments"] = list(self.segments)
         return out
 
 
@@ -551,6 +561,7 @@ def _build_spec(document: Any) -> ModelSpec:
     bins, fdr = _parse_drift(top.get("drift"), problems)
     multivariate = _parse_multivariate(top.get("drift"), problems)
     thresholds = _parse_thresholds(top.get("thresholds"), problems)
+    segments = _parse_segments(top.get("segments"), features, problems)
     problems.raise_if_any()
     assert task is not None
     return ModelSpec(
@@ -568,7 +579,44 @@ def _build_spec(document: Any) -> ModelSpec:
         multivariate_variance=multivariate[1],
         multivariate_z=multivariate[2],
         thresholds=thresholds,
+        segments=segments,
     )
+
+
+def _parse_segments(
+    raw: Any, features: tuple[Feature, ...], problems: _Problems
+) -> tuple[str, ...]:
+    """``segments``: a list of up to 3 distinct categorical feature names (each with at most
+    20 categories; without categories, the reference is checked in :func:`load_reference`)."""
+    if raw is None:
+        return ()
+    if not isinstance(raw, list) or not 1 <= len(raw) <= MAX_SEGMENTS:
+        problems.add(
+            "segments",
+            f"expected a list of 1 to {MAX_SEGMENTS} categorical feature names, got {_show(raw)}",
+        )
+        return ()
+    by_name = {f.name: f for f in features}
+    out: list[str] = []
+    for i, name in enumerate(raw):
+        path = f"segments[{i}]"
+        feature = by_name.get(name) if isinstance(name, str) else None
+        if feature is None or feature.kind != "categorical":
+            names = [f.name for f in features if f.kind == "categorical"]
+            problems.add(
+                path, f"expected the name of a categorical feature {names}, got {_show(name)}"
+            )
+        elif name in out:
+            problems.add(path, f"duplicate segment {name!r}")
+        elif feature.categories is not None and len(feature.categories) > MAX_SEGMENT_VALUES:
+            problems.add(
+                path,
+                f"feature {name!r} has {len(feature.categories)} categories; a segment may have "
+                f"at most {MAX_SEGMENT_VALUES}",
+            )
+        else:
+            out.append(name)
+    return tuple(out)
 
 
 def _parse_classes(
@@ -1084,6 +1132,15 @@ def _validate_reference(spec: ModelSpec, frame: pd.DataFrame, name: str) -> _Ref
                 problems.add(path, f"{what} has no values; drift bins need some")
         else:
             values = _strings(series)
+            if feature.name in spec.segments and feature.categories is None:
+                seen = {v for v in values.tolist() if v is not None}
+                if len(seen) > MAX_SEGMENT_VALUES:
+                    problems.add(
+                        f"segments[{spec.segments.index(feature.name)}]",
+                        f"{what} has {len(seen)} distinct values; a segment may have at most "
+                        f"{MAX_SEGMENT_VALUES}: set the feature's categories (other values "
+                        "count under 'other') or choose another feature",
+                    )
         features[feature.name] = values
 
     outputs = {}

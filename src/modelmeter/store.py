@@ -95,6 +95,7 @@ CREATE TABLE IF NOT EXISTS predictions (
                                      -- not 0, prediction and scores are NULL (only the id
                                      -- stays, to recognise a repeated event or label)
     received REAL NOT NULL,
+    segments BLOB,                   -- JSON list of segment value codes; NULL: no segments
     PRIMARY KEY (model, id)
 ) WITHOUT ROWID;
 CREATE INDEX IF NOT EXISTS predictions_received ON predictions (received);
@@ -145,6 +146,7 @@ class StoredPrediction:
     prediction: str | float | None
     scores: float | bytes | None
     labeled: int  # 0 waiting, 1 labeled, 2 its version retired
+    segments: bytes | None = None  # JSON list of the segment value codes (models with segments)
 
 
 @dataclass(frozen=True)
@@ -233,7 +235,7 @@ class Transaction:
                 (model, version),
             )
         cursor = self._conn.execute(
-            "UPDATE predictions SET labeled = 2, prediction = NULL, scores = NULL "
+            "UPDATE predictions SET labeled = 2, prediction = NULL, scores = NULL, segments = NULL "
             "WHERE model = ? AND version = ? AND labeled = 0",
             (model, version),
         )
@@ -261,20 +263,34 @@ class Transaction:
     def insert_predictions(
         self,
         model: str,
-        rows: Sequence[tuple[str, str, float, str | float | None, float | bytes | None, bool]],
+        rows: Sequence[tuple[Any, ...]],
         received: float,
     ) -> None:
-        """Rows ``(id, version, ts, prediction, scores, labeled)``."""
+        """Rows ``(id, version, ts, prediction, scores, labeled[, segments])``: ``segments``
+        (JSON bytes of the segment value codes, or None) may be left out."""
         self._conn.executemany(
             "INSERT INTO predictions (model, id, version, ts, prediction, scores, labeled, "
-            "received) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
-            [(model, i, v, ts, p, s, int(lab), received) for i, v, ts, p, s, lab in rows],
+            "received, segments) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
+            [
+                (
+                    model,
+                    r[0],
+                    r[1],
+                    r[2],
+                    r[3],
+                    r[4],
+                    int(r[5]),
+                    received,
+                    r[6] if len(r) > 6 else None,
+                )
+                for r in rows
+            ],
         )
 
     def mark_labeled(self, model: str, ids: Sequence[str]) -> None:
         """The predictions ``ids`` got their label: keep only their id (for idempotence)."""
         self._conn.executemany(
-            "UPDATE predictions SET labeled = 1, prediction = NULL, scores = NULL "
+            "UPDATE predictions SET labeled = 1, prediction = NULL, scores = NULL, segments = NULL "
             "WHERE model = ? AND id = ?",
             [(model, i) for i in ids],
         )
@@ -371,6 +387,9 @@ class Store:
         columns = {row[1] for row in self._conn.execute("PRAGMA table_info(versions)")}
         if "last_seen" not in columns:  # a store written before versions could retire
             self._conn.execute("ALTER TABLE versions ADD COLUMN last_seen REAL NOT NULL DEFAULT 0")
+        columns = {row[1] for row in self._conn.execute("PRAGMA table_info(predictions)")}
+        if "segments" not in columns:  # a store written before segments
+            self._conn.execute("ALTER TABLE predictions ADD COLUMN segments BLOB")
 
     def close(self) -> None:
         with self._lock:
@@ -463,12 +482,18 @@ class Store:
         for chunk in _chunks(ids):
             marks = ",".join("?" * len(chunk))
             for row in self._query(
-                "SELECT id, version, ts, prediction, scores, labeled FROM predictions "
+                "SELECT id, version, ts, prediction, scores, labeled, segments FROM predictions "
                 f"WHERE model = ? AND id IN ({marks})",
                 (model, *chunk),
             ):
                 found[row[0]] = StoredPrediction(
-                    row[0], row[1], float(row[2]), row[3], row[4], int(row[5])
+                    row[0],
+                    row[1],
+                    float(row[2]),
+                    row[3],
+                    row[4],
+                    int(row[5]),
+                    None if row[6] is None else bytes(row[6]),
                 )
         return found
 

@@ -27,7 +27,7 @@ from dash.exceptions import PreventUpdate
 from flask import Response, request
 
 from modelmeter.dashboard.layout import GRAPHS, IDS, build_layout
-from modelmeter.dashboard.panels import render_view
+from modelmeter.dashboard.panels import render_view, segment_options, segment_table
 from modelmeter.dashboard.queries import PromClient, PromUnavailable, Selection, fetch_refresh
 from modelmeter.dashboard.view import build_view
 
@@ -178,6 +178,29 @@ def create_app(
             view["model"] if view["model"] != model else no_update,
             new_versions if new_versions != version_options else no_update,
             view["version"] if view["version"] != version else no_update,
+        )
+
+    @app.callback(
+        Output(IDS["segment"], "options"),
+        Output(IDS["segment"], "value"),
+        Output(IDS["segments"], "children"),
+        Input(IDS["store"], "data"),
+        Input(IDS["segment"], "value"),
+        State(IDS["segment"], "options"),
+    )
+    def segments(
+        view: dict[str, Any] | None, segment: str | None, options: list[dict[str, str]] | None
+    ) -> tuple[Any, ...]:
+        """The segment selector and its table, from the view (no Prometheus call of its own)."""
+        if not view or view.get("model") is None:
+            raise PreventUpdate
+        new_options = segment_options(view)
+        names = [o["value"] for o in new_options]
+        chosen = segment if segment in names else (names[0] if names else None)
+        return (
+            new_options if new_options != options else no_update,
+            chosen if chosen != segment else no_update,
+            segment_table(view, chosen),
         )
 
     graph_outputs = [Output(g, "figure") for g in GRAPHS]

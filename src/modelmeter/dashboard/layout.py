@@ -35,6 +35,8 @@ IDS = {
     "quality": "quality-table",
     "labels": "labels-panel",
     "resources": "resources-table",
+    "segment": "segment-select",
+    "segments": "segments-table",
 }
 GRAPHS = (
     "perf-graph",
@@ -124,6 +126,18 @@ def build_layout(refresh_seconds: float) -> html.Div:
                 "Data quality (share of window predictions)",
                 html.Div(id=IDS["quality"]),
                 panel_id="panel-quality",
+            ),
+            _panel(
+                "Segments (performance per value)",
+                dcc.Dropdown(
+                    id=IDS["segment"],
+                    clearable=False,
+                    placeholder="segment feature",
+                    className="select select-segment",
+                ),
+                html.Div(id=IDS["segments"]),
+                wide=True,
+                panel_id="panel-segments",
             ),
             _panel("Processes now", html.Div(id=IDS["resources"]), panel_id="panel-processes"),
             _panel("CPU (1.0 = one core)", _graph("cpu-graph"), panel_id="panel-cpu"),

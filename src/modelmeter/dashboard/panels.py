@@ -21,7 +21,7 @@ from modelmeter.dashboard.figures import COLORS, PALETTE, line_figure
 from modelmeter.dashboard.queries import DRIFT_TOP
 from modelmeter.dashboard.view import QUALITY_ISSUES, REGRESSION_METRICS, card_metrics, iso
 
-__all__ = ["NO_MODEL", "render_view"]
+__all__ = ["NO_MODEL", "render_view", "segment_options", "segment_table"]
 
 NO_MODEL = (
     "No model has sent predictions yet: see README, Quick start "
@@ -319,6 +319,63 @@ def _quality_table(view: Mapping[str, Any]) -> Any:
         rows,
         "No data-quality figures yet: they appear with the first predictions in the window.",
     )
+
+
+def segment_options(view: Mapping[str, Any]) -> list[dict[str, str]]:
+    """The segment selector's options: the model's segment features (from the view)."""
+    segments = view.get("segments") or {}
+    return [
+        {"label": f"{name} ({len(rows)} values)", "value": name}
+        for name, rows in sorted(segments.items())
+    ]
+
+
+def segment_table(view: Mapping[str, Any], segment: str | None) -> Any:
+    """Per-value figures of one segment feature: volume, label coverage, realized and
+    estimated performance; accuracy coloured against the model's accuracy thresholds."""
+    segments = view.get("segments") or {}
+    rows_of = segments.get(segment) if segment else None
+    if not rows_of:
+        return html.P(
+            "No segments: declare up to 3 categorical features as `segments` in the spec "
+            "to see performance per value (country, channel, device…)."
+            if not segments
+            else "Choose a segment feature.",
+            className="muted",
+        )
+    th = view.get("thresholds") or {}
+    regression = view.get("task") == "regression"
+    figures = (
+        (("mean_absolute_error", "MAE"), ("root_mean_squared_error", "RMSE"))
+        if regression
+        else (("accuracy", "accuracy"), ("precision", "precision"), ("recall", "recall"),
+              ("f1_score", "F1"))
+    )  # fmt: skip
+    rows = []
+    for r in rows_of:
+        cells = [
+            html.Td(r["value"]),
+            html.Td(fmt.count(r.get("window_predictions"))),
+            html.Td(fmt.count(r.get("window_labeled_predictions"))),
+            html.Td(fmt.percent(r.get("label_coverage_ratio"))),
+        ]
+        for key, _ in figures:
+            value = r.get(key)
+            level = "none"
+            if key == "accuracy":
+                level = _level(value, th.get("accuracy_warning"), th.get("accuracy_critical"), True)
+            cells.append(html.Td(fmt.ratio(value), className=f"cell-{level}"))
+            cells.append(html.Td(fmt.ratio(r.get(f"estimated_{key}")), className="muted"))
+        rows.append(html.Tr(cells, **{"data-value": r["value"]}))
+    header = ["value", "predictions", "labeled", "coverage"]
+    for _, label in figures:
+        header += [label, f"est. {label}"]
+    note = html.P(
+        f"Figures appear with {fmt.count(view.get('min_samples'))} (min_samples) labels of a "
+        "value (estimates: predictions); 'other' holds values outside the vocabulary.",
+        className="muted",
+    )
+    return html.Div([_table(header, rows, ""), note])
 
 
 def _labels(view: Mapping[str, Any]) -> list[Any]:

@@ -173,6 +173,33 @@ def _multivariate(by_name: Mapping[str, list[Any]]) -> dict[str, Any]:
     }
 
 
+def _segments(by_name: Mapping[str, list[Any]]) -> dict[str, list[dict[str, Any]]]:
+    """Segment feature -> one row per value (``model_segment_*`` of the instant query, which
+    already brings every ``model_.+`` series of the model: no extra Prometheus call). Values
+    in name order, ``other`` last; a figure the collector did not export stays absent.
+
+    >>> rows = _segments({"model_segment_accuracy": [({"segment": "country", "value": "it"}, 0.6)],
+    ...                   "model_segment_window_predictions": [
+    ...                       ({"segment": "country", "value": "other"}, 3.0),
+    ...                       ({"segment": "country", "value": "it"}, 40.0)]})
+    >>> [(r["value"], r.get("accuracy")) for r in rows["country"]]
+    [('it', 0.6), ('other', None)]
+    """
+    found: dict[str, dict[str, dict[str, Any]]] = {}
+    for name, entries in by_name.items():
+        if not name.startswith("model_segment_"):
+            continue
+        figure = name.removeprefix("model_segment_")
+        for labels, value in entries:
+            segment, label = labels.get("segment"), labels.get("value")
+            if segment and label is not None:
+                found.setdefault(segment, {}).setdefault(label, {"value": label})[figure] = value
+    return {
+        segment: sorted(values.values(), key=lambda r: (r["value"] == "other", r["value"]))
+        for segment, values in sorted(found.items())
+    }
+
+
 def _quality(by_name: Mapping[str, list[Any]]) -> list[dict[str, Any]]:
     rows: dict[str, dict[str, Any]] = {}
     for labels, value in by_name.get("model_feature_quality_ratio", []):
@@ -306,6 +333,7 @@ def build_view(raw: RawRefresh) -> dict[str, Any]:
                 for labels, value in by_name.get("model_prediction_drift", [])
             },
             "quality": _quality(by_name),
+            "segments": _segments(by_name),
             "replicas": [{"replica": k, **v} for k, v in sorted(replicas.items())],
             "collector": {
                 "cpu": derived.get("collector_cpu"),

@@ -18,6 +18,7 @@ from modelmeter.engine.snapshot import (
     Histogram,
     MultivariateFigures,
     RegressionFigures,
+    SegmentFigures,
     Snapshot,
 )
 from modelmeter.engine.windows import BucketRing
@@ -41,6 +42,7 @@ __all__ = [
     "PredictionBatch",
     "ReferenceData",
     "RegressionFigures",
+    "SegmentFigures",
     "Snapshot",
     "StateTooLarge",
 ]

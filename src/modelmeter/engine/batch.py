@@ -60,7 +60,10 @@ class LabelBatch:
 
     ``label_timestamps`` (arrival) place the label in the window of realized performance;
     ``prediction_timestamps`` give label coverage and label delay. ``predictions`` is the
-    stored prediction of each labeled event, ``labels`` the actual value.
+    stored prediction of each labeled event, ``labels`` the actual value. ``segments``
+    (models with segments) holds the segment value codes of each labeled prediction, shape
+    (n, segments), as :meth:`ModelMonitor.segment_codes` gave them when it was made; -1 (or
+    None for the whole batch) leaves a row out of the segment figures.
 
     >>> import numpy as np
     >>> len(LabelBatch(np.array([5.0]), np.array([1.0]), np.array(["a"]), np.array(["b"])))
@@ -72,6 +75,7 @@ class LabelBatch:
     predictions: npt.NDArray[np.generic]
     labels: npt.NDArray[np.generic]
     scores: npt.NDArray[np.float64] | None = None
+    segments: npt.NDArray[np.int64] | None = None
 
     def __len__(self) -> int:
         return int(np.shape(self.label_timestamps)[0]) if np.ndim(self.label_timestamps) else 0

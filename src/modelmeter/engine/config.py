@@ -101,7 +101,9 @@ class MonitorConfig:
     ``positive_class`` (binary only) defaults to the last class. A categorical feature without
     spec ``categories`` takes the ``max_categories`` most frequent reference values as its
     vocabulary; other values count as its ``other`` bin. ``multivariate`` (None: off) is used
-    when the model has at least 2 features.
+    when the model has at least 2 features. ``segments`` names up to 3 categorical features
+    whose values (at most 20 each, plus ``other``) also get performance, volume and label
+    coverage of their own (see :mod:`modelmeter.engine.segments`).
 
     >>> MonitorConfig(task="regression", features=(), window_seconds=60, bucket_seconds=5).n_buckets
     12
@@ -118,6 +120,7 @@ class MonitorConfig:
     drift_fdr: float = 0.05
     max_categories: int = 100
     multivariate: MultivariateConfig | None = MultivariateConfig()
+    segments: tuple[str, ...] = ()
     n_buckets: int = field(init=False, repr=False, compare=False)
 
     def __post_init__(self) -> None:
@@ -150,6 +153,20 @@ class MonitorConfig:
             raise ValueError(f"max_categories must be an integer >= 1, got {self.max_categories}")
         if not 0 < self.drift_fdr < 1:
             raise ValueError(f"drift_fdr must be in (0, 1), got {self.drift_fdr}")
+        self._check_segments()
+
+    def _check_segments(self) -> None:
+        kinds = {f.name: f.kind for f in self.features}
+        if len(self.segments) > 3:
+            raise ValueError(f"at most 3 segments, got {len(self.segments)}")
+        if len(set(self.segments)) != len(self.segments):
+            raise ValueError(f"segments must be distinct, got {self.segments}")
+        for name in self.segments:
+            if kinds.get(name) != "categorical":
+                raise ValueError(
+                    f"segment {name!r} must name a categorical feature; categorical features "
+                    f"are {[n for n, k in kinds.items() if k == 'categorical']}"
+                )
 
     def _check_classes(self) -> None:
         if self.task == "regression":

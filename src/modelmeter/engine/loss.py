@@ -386,9 +386,11 @@ class LossEstimator:
         wrong_type: Mapping[str, npt.NDArray[np.bool_]],
         predictions: FloatArray,
         valid: npt.NDArray[np.bool_],
-    ) -> None:
-        """Add the predicted losses of the events with a prediction (``valid``) to the ring."""
+    ) -> FloatArray:
+        """Add the predicted losses of the events with a prediction (``valid``) to the ring;
+        return them, shape (events with a prediction, 2): absolute and squared error."""
         n = slots.shape[0]
+        predicted: list[FloatArray] = []
         for start in range(0, n, CHUNK):
             stop = min(start + CHUNK, n)
             losses = self.model.predict(
@@ -401,6 +403,8 @@ class LossEstimator:
             ring.add(LOSS, chunk, 0)
             ring.add(LOSS, chunk, 1, losses[:, 0])
             ring.add(LOSS, chunk, 2, losses[:, 1])
+            predicted.append(losses)
+        return np.concatenate(predicted) if predicted else np.zeros((0, 2))
 
     @staticmethod
     def figures(window: FloatArray, min_samples: int) -> RegressionFigures:

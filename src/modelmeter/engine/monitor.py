@@ -40,11 +40,16 @@ from modelmeter.engine.quality import (
     N_CODES,
     issue_counts,
 )
+from modelmeter.engine.segments import LABELED as SEGMENT_LABELED
+from modelmeter.engine.segments import LABELS as SEGMENT_LABELS
+from modelmeter.engine.segments import PREDICTIONS as SEGMENT_PREDICTIONS
+from modelmeter.engine.segments import Segments
 from modelmeter.engine.snapshot import (
     ClassificationFigures,
     DriftFigures,
     MultivariateFigures,
     RegressionFigures,
+    SegmentFigures,
     Snapshot,
 )
 from modelmeter.engine.windows import BucketRing
@@ -175,6 +180,12 @@ class ModelMonitor:
         self._categorical = CategoricalBlock(
             [s for s, _ in categorical], [b for _, b in categorical]
         )
+        binnings = {spec.name: binning for spec, binning in categorical}
+        self._segments = (
+            Segments([(name, binnings[name]) for name in config.segments])
+            if config.segments
+            else None
+        )
         self._names = tuple(spec.name for spec in config.features)
         self._feature_names = frozenset(self._names)
         self._output_numeric: NumericBinning | None = None
@@ -300,6 +311,13 @@ class ModelMonitor:
             shapes["regression"] = (3,)
             if self._loss is not None:
                 shapes[LOSS] = (3,)  # predictions, predicted absolute and squared error
+        segments = self._segments
+        if segments is not None:
+            shapes.update(segments.shapes(self._k if self.config.is_classification else None))
+            if self._calibrator is not None:
+                shapes["segment_expected"] = (segments.m, segments.width, self._k, self._k)
+            if self._loss is not None:
+                shapes["segment_loss"] = (segments.m, segments.width, 3)
         return shapes
 
     def _total_shapes(self) -> dict[str, tuple[int, ...]]:
@@ -351,11 +369,14 @@ class ModelMonitor:
         if self._multivariate is not None:
             self._count_multivariate(self._multivariate, batch, slots, prepared.n, index)
         self._count_output(prepared, slots)
+        losses = None
         if self._loss is not None:
             predicted = np.asarray(prepared.predicted, dtype=np.float64)
-            self._loss.count(
+            losses = self._loss.count(
                 self._ring, slots, batch.features, batch.wrong_type, predicted, prepared.valid
             )
+        if self._segments is not None:
+            self._count_segments(self._segments, batch, prepared, slots, losses)
         if prepared.latency is not None:
             self._latency.add(prepared.latency)
 
@@ -576,6 +597,57 @@ class ModelMonitor:
         weights = values if prepared.valid.all() else np.where(prepared.valid, values, 0.0)
         ring.add("output_sums", slots, bins, weights)
 
+    def segment_codes(self, features: Mapping[str, npt.NDArray[np.generic]]) -> IntArray | None:
+        """(n, segments) value codes of events with these feature columns, as
+        :class:`LabelBatch` ``segments`` takes them (None: the model has no segments)."""
+        return None if self._segments is None else self._segments.codes(features)
+
+    def _count_segments(
+        self,
+        segments: Segments,
+        batch: PredictionBatch,
+        prepared: _Prepared,
+        slots: IntArray,
+        losses: FloatArray | None,
+    ) -> None:
+        """Predictions per segment value, and their expected outcomes or predicted losses."""
+        ring = self._ring
+        codes = segments.codes(batch.features)
+        segments.add(ring, "segment_ops", slots, codes, 3, SEGMENT_PREDICTIONS)
+        if losses is not None:
+            rows = prepared.valid
+            valid_slots, valid_codes = slots[rows], codes[rows]
+            segments.add(ring, "segment_loss", valid_slots, valid_codes, 3, 0)
+            for position in (1, 2):
+                segments.add(
+                    ring,
+                    "segment_loss",
+                    valid_slots,
+                    valid_codes,
+                    3,
+                    position,
+                    losses[:, position - 1],
+                )
+        if self._calibrator is None or prepared.scores is None:
+            return
+        assert prepared.scored is not None
+        rows = prepared.scored
+        if not rows.any():
+            return
+        probabilities = self._calibrator.probabilities(prepared.scores[rows])
+        flat = np.asarray(prepared.predicted, dtype=np.int64)[rows] * self._k
+        k2 = self._k * self._k
+        for actual in range(self._k):
+            segments.add(
+                ring,
+                "segment_expected",
+                slots[rows],
+                codes[rows],
+                k2,
+                flat + actual,
+                probabilities[:, actual],
+            )
+
     def _count_expected(self, prepared: _Prepared, codes: IntArray, slots: IntArray) -> None:
         calibrator = self._calibrator
         assert calibrator is not None and prepared.scores is not None
@@ -602,6 +674,7 @@ class ModelMonitor:
         """
         arrived, made, predicted, actual, valid = self._prepare_labels(batch, now)
         n = arrived.shape[0]
+        codes = None if self._segments is None else self._segments.check(batch.segments, n)
         if n == 0:
             if now is not None:
                 self._ring.advance(now)
@@ -625,6 +698,35 @@ class ModelMonitor:
             )
             for position in range(3):
                 ring.add("regression", rows, position, terms[:, position])
+        if codes is not None and self._segments is not None:
+            self._label_segments(
+                self._segments, codes, label_slots, ring.slots(made), predicted, actual, valid
+            )
+
+    def _label_segments(
+        self,
+        segments: Segments,
+        codes: IntArray,
+        label_slots: IntArray,
+        made_slots: IntArray,
+        predicted: IntArray | FloatArray,
+        actual: IntArray | FloatArray,
+        valid: BoolArray,
+    ) -> None:
+        ring = self._ring
+        segments.add(ring, "segment_ops", label_slots, codes, 3, SEGMENT_LABELS)
+        segments.add(ring, "segment_ops", made_slots, codes, 3, SEGMENT_LABELED)
+        slots, codes = label_slots[valid], codes[valid]
+        if self.config.is_classification:
+            k = self._k
+            index = (predicted.astype(np.int64) * k + actual.astype(np.int64))[valid]
+            segments.add(ring, "segment_confusion", slots, codes, k * k, index)
+            return
+        terms = regression_sums(
+            np.asarray(predicted[valid], np.float64), np.asarray(actual[valid], np.float64)
+        )
+        for position in range(3):
+            segments.add(ring, "segment_regression", slots, codes, 3, position, terms[:, position])
 
     def _prepare_labels(
         self, batch: LabelBatch, now: float | None
@@ -672,6 +774,8 @@ class ModelMonitor:
             self._prepare(batch, now)
         else:
             self._prepare_labels(batch, now)
+            if self._segments is not None:
+                self._segments.check(batch.segments, len(batch))
 
     # ------------------------------------------------------------------ reading
 
@@ -739,7 +843,52 @@ class ModelMonitor:
             estimated_regression=None
             if self._loss is None
             else self._loss.figures(ring.window(LOSS), config.min_samples),
+            segments=self._segment_figures(),
         )
+
+    def _segment_figures(self) -> dict[str, dict[str, SegmentFigures]]:
+        segments = self._segments
+        if segments is None:
+            return {}
+        ring = self._ring
+        minimum = self.config.min_samples
+        ops = ring.window("segment_ops")
+        windows = {
+            name: ring.window(name)
+            for name in ("segment_confusion", "segment_expected", "segment_regression")
+            if name in ring.shapes
+        }
+        loss = ring.window("segment_loss") if "segment_loss" in ring.shapes else None
+        out: dict[str, dict[str, SegmentFigures]] = {}
+        for s, (name, values) in enumerate(zip(segments.names, segments.values, strict=True)):
+            figures: dict[str, SegmentFigures] = {}
+            for v, value in enumerate(values):
+                predictions = int(ops[s, v, SEGMENT_PREDICTIONS])
+                labeled = float(ops[s, v, SEGMENT_LABELED])
+                realized = estimated = regression = estimated_regression = None
+                if "segment_confusion" in windows:
+                    realized = classification_figures(
+                        windows["segment_confusion"][s, v], self._classes, self._positive, minimum
+                    )
+                if "segment_expected" in windows:
+                    estimated = classification_figures(
+                        windows["segment_expected"][s, v], self._classes, self._positive, minimum
+                    )
+                if "segment_regression" in windows:
+                    regression = regression_figures(windows["segment_regression"][s, v], minimum)
+                if loss is not None:
+                    estimated_regression = regression_figures(loss[s, v], minimum)
+                figures[value] = SegmentFigures(
+                    predictions=predictions,
+                    labeled=int(ops[s, v, SEGMENT_LABELS]),
+                    label_coverage=min(labeled / predictions, 1.0) if predictions else NAN,
+                    realized=realized,
+                    estimated=estimated,
+                    regression=regression,
+                    estimated_regression=estimated_regression,
+                )
+            out[name] = figures
+        return out
 
     def _multivariate_figures(self) -> MultivariateFigures | None:
         if self._multivariate is None:
@@ -902,6 +1051,11 @@ class ModelMonitor:
             if arrays.pop(STATISTIC, None) is None:
                 arrays[STATISTIC] = np.zeros((config.n_buckets, 3)).tolist()
             ring_data = {**ring_data, "arrays": arrays}
+        for name, shape in monitor._ring.shapes.items():
+            if name.startswith("segment_") and name not in arrays:
+                # Saved before segments: their windows start empty.
+                arrays[name] = np.zeros((config.n_buckets, *shape)).tolist()
+                ring_data = {**ring_data, "arrays": arrays}
         if LOSS in monitor._ring.shapes and LOSS not in arrays:
             # Saved before the loss model: load the rest; the estimate's window starts empty.
             arrays[LOSS] = np.zeros((config.n_buckets, 3)).tolist()

@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Mapping
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field
 from typing import Any
 
 __all__ = [
@@ -22,6 +22,7 @@ __all__ = [
     "Histogram",
     "MultivariateFigures",
     "RegressionFigures",
+    "SegmentFigures",
     "Snapshot",
 ]
 
@@ -90,6 +91,26 @@ class MultivariateFigures:
 
 
 @dataclass(frozen=True)
+class SegmentFigures:
+    """The window's figures of one value of a segment feature.
+
+    ``predictions``: predictions made in the window with this value; ``labeled``: labels
+    received in the window for them; ``label_coverage``: labeled fraction of the window's
+    predictions (NaN without predictions). ``realized``/``estimated`` (classification) and
+    ``regression``/``estimated_regression`` (regression) are as in :class:`Snapshot`, computed
+    on this value's rows, NaN below ``min_samples`` of them.
+    """
+
+    predictions: int
+    labeled: int
+    label_coverage: float
+    realized: ClassificationFigures | None = None
+    estimated: ClassificationFigures | None = None
+    regression: RegressionFigures | None = None
+    estimated_regression: RegressionFigures | None = None
+
+
+@dataclass(frozen=True)
 class Histogram:
     """Prometheus-style histogram: ``counts[i]`` holds values <= ``bounds[i]`` and above the
     previous bound (not cumulative); the last count is the +Inf bucket."""
@@ -120,6 +141,9 @@ class Snapshot:
     figures computed on the reference data's predictions and labels: fixed per monitor,
     derived from the reference (not stored in checkpoints), computed on every reference row
     with a prediction whatever ``min_samples``; NaN only where a ratio is undefined.
+
+    ``segments`` maps each segment feature to its values (vocabulary, then ``other``) and
+    their :class:`SegmentFigures`; empty when the model has no segments.
     """
 
     time: float
@@ -148,6 +172,7 @@ class Snapshot:
     reference_regression: RegressionFigures | None = None
     multivariate: MultivariateFigures | None = None
     estimated_regression: RegressionFigures | None = None
+    segments: Mapping[str, Mapping[str, SegmentFigures]] = field(default_factory=dict)
 
     def to_dict(self) -> dict[str, Any]:
         """JSON-able form: NaN -> None, ``confusion_total`` as a list of records.
@@ -169,6 +194,13 @@ class Snapshot:
         data["quality_window"] = {k: dict(v) for k, v in self.quality_window.items()}
         data["quality_window_ratio"] = {k: dict(v) for k, v in self.quality_window_ratio.items()}
         data["quality_total"] = {k: dict(v) for k, v in self.quality_total.items()}
+        if self.segments:
+            data["segments"] = {
+                k: {value: asdict(figures) for value, figures in v.items()}
+                for k, v in self.segments.items()
+            }
+        else:
+            del data["segments"]  # a model without segments: the form it always had
         data["confusion_total"] = [
             {"predicted": p, "actual": a, "count": n} for (p, a), n in self.confusion_total.items()
         ]

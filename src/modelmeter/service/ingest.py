@@ -610,10 +610,11 @@ def observe_batch(payload: Mapping[str, Any], schema: Schema) -> PredictionBatch
     )
 
 
-def label_payload(
-    rows: Sequence[tuple[float, float, str | float, str | float, Any]], schema: Schema
-) -> dict[str, Any]:
-    """Columns of a ``LabelBatch`` from ``(label_ts, prediction_ts, prediction, label, scores)``."""
+def label_payload(rows: Sequence[tuple[Any, ...]], schema: Schema) -> dict[str, Any]:
+    """Columns of a ``LabelBatch`` from ``(label_ts, prediction_ts, prediction, label, scores)``
+    rows, each optionally with a sixth item: the prediction's segment value codes (a list, or
+    None: unknown). The ``segments`` column is there only when some row has codes (a payload
+    without it, as every payload written before segments, has no segments)."""
     payload: dict[str, Any] = {
         "label_ts": [r[0] for r in rows],
         "prediction_ts": [r[1] for r in rows],
@@ -626,16 +627,22 @@ def label_payload(
             payload["scores"] = [list(r[4]) if r[4] is not None else [None] * k for r in rows]
         else:
             payload["scores"] = [r[4] for r in rows]
+    codes = [r[5] if len(r) > 5 else None for r in rows]
+    width = next((len(c) for c in codes if c is not None), None)
+    if width is not None:
+        payload["segments"] = [list(c) if c is not None else [-1] * width for c in codes]
     return payload
 
 
 def label_batch(payload: Mapping[str, Any], schema: Schema) -> LabelBatch:
     """The ``LabelBatch`` of a payload from :func:`label_payload` (or its JSON)."""
     scores = payload.get("scores")
+    segments = payload.get("segments")
     return LabelBatch(
         label_timestamps=_floats(payload["label_ts"]),
         prediction_timestamps=_floats(payload["prediction_ts"]),
         predictions=_targets(payload["predictions"], schema),
         labels=_targets(payload["labels"], schema),
         scores=None if scores is None else _floats(scores),
+        segments=None if segments is None else np.array(segments, dtype=np.int64),
     )

@@ -17,6 +17,7 @@ from collections import defaultdict
 from collections.abc import Callable, Sequence
 from typing import Any
 
+import numpy as np
 import orjson
 
 from modelmeter.service.entries import ModelEntry, ReplicaUsage
@@ -42,8 +43,8 @@ __all__ = ["Ingestion"]
 log = logging.getLogger("modelmeter.collector")
 
 _NUMPY = orjson.OPT_SERIALIZE_NUMPY
-#: label rows: (label_ts, prediction_ts, prediction, label, scores)
-_LabelRow = tuple[float, float, Any, Any, Any]
+#: label rows: (label_ts, prediction_ts, prediction, label, scores, segment codes or None)
+_LabelRow = tuple[float, float, Any, Any, Any, Any]
 
 
 @dataclasses.dataclass
@@ -229,6 +230,9 @@ class Ingestion:
         bad_labels: list[tuple[str, str]] = []
         for event in fresh:
             by_version[event.version].append(event)
+        payloads = {v: observe_payload(group, schema) for v, group in by_version.items()}
+        codes = self._segment_codes(entry, by_version, payloads)
+        for event in fresh:
             label: Any = event.label
             label_ts = event.ts
             pending = waiting.get(event.id)
@@ -246,7 +250,7 @@ class Ingestion:
             )
             if label is not None and has_prediction:
                 label_rows[event.version].append(
-                    (label_ts, event.ts, event.prediction, label, None)
+                    (label_ts, event.ts, event.prediction, label, None, codes.get(event.id))
                 )
                 label_indices[event.version].append(event.index)
             scores = event.scores
@@ -263,21 +267,39 @@ class Ingestion:
                     if isinstance(scores, tuple)
                     else scores,
                     labeled,
+                    None if labeled or event.id not in codes else orjson.dumps(codes[event.id]),
                 )
             )
         ops = [
-            _Op(
-                v,
-                "observe",
-                {**observe_payload(group, schema), "now": now},
-                [e.index for e in group],
-            )
+            _Op(v, "observe", {**payloads[v], "now": now}, [e.index for e in group])
             for v, group in by_version.items()
         ]
         for version, lrows in label_rows.items():
             payload = {**label_payload(lrows, schema), "now": now}
             ops.append(_Op(version, "label", payload, label_indices[version]))
         return rows, ops, joined, bad_labels
+
+    @staticmethod
+    def _segment_codes(
+        entry: ModelEntry,
+        by_version: dict[str, list[PredictionEvent]],
+        payloads: dict[str, dict[str, Any]],
+    ) -> dict[str, list[int]]:
+        """Event id -> its segment value codes (empty when the model has no segments)."""
+        if not entry.config.segments:
+            return {}
+        out: dict[str, list[int]] = {}
+        for version, group in by_version.items():
+            features = payloads[version]["features"]
+            columns = {
+                name: np.array(features[name], dtype=object) for name in entry.config.segments
+            }
+            found = entry.monitor(version).segment_codes(columns)
+            if found is None:
+                continue
+            for event, row in zip(group, found.tolist(), strict=True):
+                out[event.id] = row
+        return out
 
     def _record_resources(
         self, entry: ModelEntry, res: Resources, events: Sequence[PredictionEvent], now: float
@@ -333,7 +355,14 @@ class Ingestion:
                         continue
                     matched[lab.index] = lab.id
                     label_rows[stored.version].append(
-                        (max(lab.ts, stored.ts), stored.ts, prediction, lab.label, None)
+                        (
+                            max(lab.ts, stored.ts),
+                            stored.ts,
+                            prediction,
+                            lab.label,
+                            None,
+                            None if stored.segments is None else orjson.loads(stored.segments),
+                        )
                     )
                     label_indices[stored.version].append(lab.index)
             already = self.store.find_pending_labels(name, [lab.id for lab in unmatched])
