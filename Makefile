@@ -63,6 +63,7 @@ bench: setup
 	$(PY) bench/dashboard.py
 	$(PY) bench/sdk.py
 	$(PY) bench/store.py
+	$(PY) bench/detection.py
 	$(PY) bench/soak.py --duration $${SOAK_DURATION:-30m}
 
 clean:
