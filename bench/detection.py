@@ -440,7 +440,9 @@ def main() -> int:
         if any(process.returncode != 0 for process in peers):
             print("the peers failed", file=sys.stderr)
             return 1
-        for line in "\n".join(outputs).strip().splitlines():
+        for line in "\n".join(outputs).splitlines():
+            if not line.strip():
+                continue
             record = json.loads(line)
             if "versions" in record:
                 versions = record["versions"]
