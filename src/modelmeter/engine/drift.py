@@ -67,6 +67,7 @@ __all__ = [
     "jensen_shannon",
     "jensen_shannon_rows",
     "ks_rows",
+    "pool_sparse_bins",
     "psi",
     "psi_rows",
     "wasserstein_rows",
@@ -117,8 +118,9 @@ def jensen_shannon(reference: FloatArray, current: FloatArray) -> float:
 
 
 def chi2_pvalue(reference: FloatArray, current: FloatArray) -> float:
-    """Chi-square test of homogeneity of the reference and window counts (a 2 x bins table,
-    bins empty on both sides dropped; ``scipy.stats.chi2_contingency`` without correction).
+    """Chi-square test of homogeneity of the reference and window counts (a 2 x bins table;
+    ``scipy.stats.chi2_contingency`` without correction on the table after
+    :func:`pool_sparse_bins`).
 
     Both samples are random, so this is the right test even when the window is as large as
     the reference (a goodness-of-fit test against fixed reference proportions would ignore
@@ -127,17 +129,49 @@ def chi2_pvalue(reference: FloatArray, current: FloatArray) -> float:
     >>> round(chi2_pvalue(np.array([50.0, 50.0]), np.array([60.0, 40.0])), 4)
     0.1552
     """
-    filled = (reference + current) > 0
-    table = np.vstack([reference[filled], current[filled]])
-    total = float(table.sum())
-    if table.shape[1] < 2:
-        return 1.0 if total > 0 and float(current.sum()) > 0 else NAN
-    rows = table.sum(axis=1, keepdims=True)
-    if float(rows.min()) <= 0:
-        return NAN
-    expected = rows * table.sum(axis=0, keepdims=True) / total
-    statistic = float(np.sum((table - expected) ** 2 / expected))
-    return float(special.chdtrc(table.shape[1] - 1, statistic))  # = stats.chi2.sf, faster
+    return float(chi2_pvalue_rows(reference[None, :], current[None, :])[0])
+
+
+#: Smallest expected count of a bin for the chi-square approximation (Cochran's rule).
+MIN_EXPECTED = 5.0
+
+
+def pool_sparse_bins(reference: FloatArray, current: FloatArray) -> tuple[FloatArray, FloatArray]:
+    """The (m, bins + 1) tables of a chi-square test of two (m, bins) count matrices, with
+    every bin whose expected count on the smaller side is below :data:`MIN_EXPECTED` pooled
+    into one last bin, itself added to the fullest bin when it is still below it.
+
+    Why: the under- and overflow bins of a numeric feature (and ``other`` of a categorical
+    one) hold no reference mass, so a window of 2,000 against a reference of 20,000 with one
+    value beyond the reference's range adds about 10 to the statistic: p < 0.05 in 15 % of
+    windows from the very distribution of the reference instead of 5 %.
+
+    >>> ref, cur = pool_sparse_bins(np.array([[0.0, 500.0, 500.0, 0.0]]),
+    ...                             np.array([[1.0, 50.0, 49.0, 0.0]]))
+    >>> ref.tolist(), cur.tolist()
+    ([[0.0, 500.0, 500.0, 0.0, 0.0]], [[0.0, 51.0, 49.0, 0.0, 0.0]])
+    """
+    reference, current = _rows(reference, current)
+    columns = reference + current
+    sides = np.stack([reference.sum(axis=1), current.sum(axis=1)], axis=1)
+    total = np.where(sides.sum(axis=1) > 0, sides.sum(axis=1), 1.0)
+    smaller = sides.min(axis=1)
+    sparse = (columns > 0) & (smaller[:, None] * columns / total[:, None] < MIN_EXPECTED)
+    sparse &= (smaller > 0)[:, None]  # an empty side: nothing to test, nothing to pool
+    rest_reference = np.where(sparse, reference, 0.0).sum(axis=1)
+    rest_current = np.where(sparse, current, 0.0).sum(axis=1)
+    reference = np.where(sparse, 0.0, reference)
+    current = np.where(sparse, 0.0, current)
+    still = smaller * (rest_reference + rest_current) / total < MIN_EXPECTED
+    fullest = np.argmax(np.where(sparse, -1.0, columns), axis=1)
+    into = still & ~sparse[np.arange(sparse.shape[0]), fullest]  # a dense bin to take it
+    rows = np.flatnonzero(into)
+    reference[rows, fullest[rows]] += rest_reference[rows]
+    current[rows, fullest[rows]] += rest_current[rows]
+    keep = ~into
+    pooled_reference = np.column_stack([reference, np.where(keep, rest_reference, 0.0)])
+    pooled_current = np.column_stack([current, np.where(keep, rest_current, 0.0)])
+    return pooled_reference, pooled_current
 
 
 # ---------------------------------------------------------------------- row-wise forms
@@ -289,7 +323,8 @@ def _row_bin_masses(
 def chi2_pvalue_rows(reference: FloatArray, current: FloatArray) -> FloatArray:
     """:func:`chi2_pvalue` of each row of two (m, bins) count matrices: an (m,) array.
 
-    Each row drops its own bins empty on both sides (padding included), so the degrees of
+    Sparse bins are pooled first (:func:`pool_sparse_bins`); then each row drops its own bins
+    empty on both sides (padding included), so the degrees of
     freedom differ by row: (bins non-empty on either side) - 1. With fewer than two such
     bins the p-value is 1 if the window has counts (NaN if not); a row whose total is 0 on
     either side otherwise gives NaN.
@@ -299,7 +334,7 @@ def chi2_pvalue_rows(reference: FloatArray, current: FloatArray) -> FloatArray:
     >>> np.round(chi2_pvalue_rows(reference, current), 4).tolist()
     [0.1552, 1.0]
     """
-    reference, current = _rows(reference, current)
+    reference, current = pool_sparse_bins(reference, current)
     table = np.stack([reference, current], axis=1)  # (m, 2, bins)
     columns = reference + current
     filled = columns > 0
