@@ -127,6 +127,9 @@ def build_layout(refresh_seconds: float) -> html.Div:
                 html.Div(id=IDS["quality"]),
                 panel_id="panel-quality",
             ),
+            _panel("Processes now", html.Div(id=IDS["resources"]), panel_id="panel-processes"),
+            _panel("CPU (1.0 = one core)", _graph("cpu-graph"), panel_id="panel-cpu"),
+            _panel("Memory", _graph("memory-graph"), panel_id="panel-memory"),
             _panel(
                 "Segments (performance per value)",
                 dcc.Dropdown(
@@ -139,9 +142,6 @@ def build_layout(refresh_seconds: float) -> html.Div:
                 wide=True,
                 panel_id="panel-segments",
             ),
-            _panel("Processes now", html.Div(id=IDS["resources"]), panel_id="panel-processes"),
-            _panel("CPU (1.0 = one core)", _graph("cpu-graph"), panel_id="panel-cpu"),
-            _panel("Memory", _graph("memory-graph"), panel_id="panel-memory"),
         ],
         id=IDS["main"],
         className="grid",

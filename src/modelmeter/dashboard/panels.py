@@ -283,7 +283,7 @@ def _drift_table(view: Mapping[str, Any]) -> Any:
         "No drift figures yet: the window holds fewer predictions than the model's "
         f"min_samples ({fmt.count(view.get('min_samples'))}); keep sending predictions.",
     )
-    return html.Div([table, _multivariate_card(view.get("multivariate") or {})])
+    return html.Div([_multivariate_card(view.get("multivariate") or {}), table])
 
 
 def _multivariate_card(mv: Mapping[str, Any]) -> Any:
