@@ -95,7 +95,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "tests"))
 
 from helpers import ManagedProcess, collector_process, free_port  # noqa: E402
-from modelmeter.settings import parse_duration  # noqa: E402
+from modelmeter.units import parse_duration  # noqa: E402
 from service_support import events as make_events  # noqa: E402
 from service_support import reference_csv, spec_dict  # noqa: E402
 

@@ -41,6 +41,7 @@ import yaml
 
 from modelmeter.procs import Child, ChildDied, http_ready, port_is_free, wait_ready
 from modelmeter.settings import is_loopback, parse_bool, parse_tokens
+from modelmeter.units import parse_duration, prometheus_duration
 
 __all__ = [
     "StackError",
@@ -247,21 +248,16 @@ def plan_from(args: argparse.Namespace) -> Plan:
     )
 
 
-_DURATION = re.compile(r"^(?:\d+(?:ms|s|m|h|d|w|y))+$")
 _FOR_LINE = re.compile(r"(?m)^(\s*for:\s*)(\S+)")
-_UNIT_SECONDS = {"ms": 0.001, "s": 1, "m": 60, "h": 3600, "d": 86400, "w": 604800, "y": 31536000}
-
-
-def _seconds(duration: str) -> float:
-    return sum(
-        float(n) * _UNIT_SECONDS[u] for n, u in re.findall(r"(\d+)(ms|s|m|h|d|w|y)", duration)
-    )
 
 
 def _duration_arg(value: str | None) -> str | None:
-    if value is not None and not _DURATION.fullmatch(value):
-        raise StackError(f"--max-alert-for {value!r} is not a Prometheus duration like 30s or 1m")
-    return value
+    if value is None:
+        return None
+    try:
+        return prometheus_duration(value)
+    except ValueError as exc:
+        raise StackError(f"--max-alert-for: {exc}") from None
 
 
 def cap_alert_for(rules_text: str, cap: str) -> str:
@@ -274,10 +270,10 @@ def cap_alert_for(rules_text: str, cap: str) -> str:
       for: 30s
     <BLANKLINE>
     """
-    limit = _seconds(cap)
+    limit = parse_duration(cap)
 
     def shorten(match: re.Match[str]) -> str:
-        keep = _seconds(match.group(2)) <= limit
+        keep = parse_duration(match.group(2)) <= limit
         return match.group(1) + (match.group(2) if keep else cap)
 
     return _FOR_LINE.sub(shorten, rules_text)

@@ -15,66 +15,15 @@ from __future__ import annotations
 import dataclasses
 import ipaddress
 import os
-import re
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-_DURATION = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*(ms|s|m|h|d|w)?\s*$")
-_DURATION_UNITS = {"ms": 0.001, "s": 1.0, "m": 60.0, "h": 3600.0, "d": 86400.0, "w": 604800.0}
-_SIZE = re.compile(r"^\s*(\d+)\s*(b|k|kb|kib|m|mb|mib|g|gb|gib)?\s*$", re.IGNORECASE)
-_SIZE_UNITS = {
-    "b": 1,
-    "k": 1024,
-    "kb": 1000,
-    "kib": 1024,
-    "m": 1024**2,
-    "mb": 1000**2,
-    "mib": 1024**2,
-    "g": 1024**3,
-    "gb": 1000**3,
-    "gib": 1024**3,
-}
+from modelmeter.units import format_duration, parse_duration, parse_size
+
 _SYNC_MODES = ("FULL", "NORMAL")
 _DEFAULT_DATA_DIR = Path("modelmeter-data")
-
-
-def parse_duration(text: str) -> float:
-    """Seconds in ``text``: a number with an optional unit ``ms s m h d w`` (default s).
-
-    >>> parse_duration("7d"), parse_duration("1.5"), parse_duration("250ms")
-    (604800.0, 1.5, 0.25)
-    """
-    match = _DURATION.match(str(text))
-    if not match:
-        raise ValueError(f"{text!r} is not a duration; write e.g. 30s, 5m, 2h or 7d")
-    return float(match.group(1)) * _DURATION_UNITS[match.group(2) or "s"]
-
-
-def format_duration(seconds: float) -> str:
-    """The largest whole unit for ``seconds`` (``parse_duration`` reads it back).
-
-    >>> format_duration(604800.0), format_duration(300.0), format_duration(0.25)
-    ('7d', '5m', '250ms')
-    """
-    for unit in ("d", "h", "m", "s", "ms"):
-        count = seconds / _DURATION_UNITS[unit]
-        if count >= 1 and float(count).is_integer():
-            return f"{int(count)}{unit}"
-    return f"{seconds:g}s"
-
-
-def parse_size(text: str) -> int:
-    """Bytes in ``text``: an integer with an optional unit (``KiB``, ``MiB``, ``MB``...).
-
-    >>> parse_size("1024"), parse_size("2KiB"), parse_size("1MB")
-    (1024, 2048, 1000000)
-    """
-    match = _SIZE.match(str(text))
-    if not match:
-        raise ValueError(f"{text!r} is not a size; write e.g. 1048576, 512KiB or 10MiB")
-    return int(match.group(1)) * _SIZE_UNITS[(match.group(2) or "b").lower()]
 
 
 def parse_bool(text: str) -> bool:

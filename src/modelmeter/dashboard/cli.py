@@ -22,7 +22,7 @@ import sys
 from collections.abc import Mapping
 from dataclasses import dataclass
 
-from modelmeter.settings import parse_duration
+from modelmeter.units import parse_duration
 
 __all__ = ["DashboardSettings", "configure", "run", "settings_from"]
 

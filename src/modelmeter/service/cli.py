@@ -23,10 +23,9 @@ from modelmeter.settings import (
     Settings,
     open_start_refusal,
     optional_path,
-    parse_duration,
-    parse_size,
     parse_tokens,
 )
+from modelmeter.units import parse_duration, parse_size
 
 __all__ = ["configure", "run"]
 
