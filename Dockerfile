@@ -41,7 +41,7 @@ COPY pyproject.toml README.md ./
 COPY src ./src
 COPY deploy ./deploy
 RUN python -m venv /opt/modelmeter \
-    && /opt/modelmeter/bin/pip install --no-cache-dir -e /app
+    && /opt/modelmeter/bin/pip install --no-cache-dir -e '/app[server]'
 
 ENV PATH="/opt/modelmeter/bin:${PATH}" \
     PYTHONUNBUFFERED=1 \

