@@ -41,12 +41,11 @@ from modelmeter.exposition import (
     MetricDef,
     ModelMetricsCollector,
     ModelState,
-    ServingResources,
-    StoreState,
     build_registry,
     render,
     series_bound,
 )
+from modelmeter.service.state import ServingResources, StoreState
 from modelmeter.spec import ModelSpec, load_reference, load_spec
 
 EXAMPLES = Path(__file__).resolve().parents[1] / "examples"

@@ -37,7 +37,6 @@ from __future__ import annotations
 import dataclasses
 import json
 import logging
-import math
 import threading
 import time
 from collections import defaultdict
@@ -46,13 +45,8 @@ from typing import Any
 import orjson
 
 from modelmeter.engine import ModelMonitor, MonitorConfig, ReferenceData, StateTooLarge
-from modelmeter.exposition import (
-    CollectorState,
-    ModelState,
-    ServingResources,
-    StoreState,
-    series_bound,
-)
+from modelmeter.metric_table import series_bound
+from modelmeter.scrape import CollectorState
 from modelmeter.service.entries import ModelEntry, ReplicaUsage, fingerprint
 from modelmeter.service.ingest import (
     IngestError,
@@ -63,6 +57,7 @@ from modelmeter.service.ingest import (
 )
 from modelmeter.service.ingestion import Ingestion
 from modelmeter.service.references import read_reference
+from modelmeter.service.state import StoreState, model_state
 from modelmeter.settings import Settings
 from modelmeter.spec import ModelSpec, SpecError, load_reference, load_spec
 from modelmeter.store import Expired, ModelRecord, Store
@@ -410,37 +405,12 @@ class Hub(Ingestion):
     # --- reading ----------------------------------------------------------------------------
     def state(self, now: float) -> CollectorState:
         """Snapshots of every model and version, taken under the lock (the /metrics provider)."""
-        nan = math.nan
         usage = self.store.usage()
         with self.lock:
             models = []
             for entry in self.models.values():
                 self._expire_replicas(entry, now)
-                resources = {
-                    (u.version, replica): ServingResources(
-                        nan if u.cpu_ratio is None else u.cpu_ratio,
-                        nan if u.memory_bytes is None else u.memory_bytes,
-                    )
-                    for replica, u in entry.replicas.items()
-                }
-                dropped = {
-                    (replica, kind): count
-                    for replica, u in entry.replicas.items()
-                    for kind, count in u.dropped.items()
-                }
-                snapshots = {v: entry.snapshot(v, now) for v in entry.monitors}
-                models.append(
-                    ModelState(
-                        entry.name,
-                        entry.spec,
-                        snapshots,
-                        entry.pending_labels,
-                        resources,
-                        entry.waiting_labels,
-                        entry.last_prediction,
-                        dropped,
-                    )
-                )
+                models.append(model_state(entry, now))
             return CollectorState(
                 models=models,
                 ingest=dict(self.ingest_counts),
