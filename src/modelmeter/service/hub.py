@@ -48,14 +48,10 @@ from modelmeter.engine import ModelMonitor, MonitorConfig, ReferenceData, StateT
 from modelmeter.metric_table import series_bound
 from modelmeter.scrape import CollectorState
 from modelmeter.service.entries import ModelEntry, ReplicaUsage, fingerprint
-from modelmeter.service.ingest import (
-    IngestError,
-    PredictionEvent,
-    Schema,
-    label_batch,
-    observe_batch,
-)
+from modelmeter.service.ingest import IngestError, Schema
 from modelmeter.service.ingestion import Ingestion
+from modelmeter.service.labels import label_batch
+from modelmeter.service.predictions import PredictionEvent, observe_batch
 from modelmeter.service.references import read_reference
 from modelmeter.service.state import StoreState, model_state
 from modelmeter.settings import Settings

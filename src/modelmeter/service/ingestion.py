@@ -21,20 +21,15 @@ import numpy as np
 import orjson
 
 from modelmeter.service.entries import ModelEntry, ReplicaUsage
-from modelmeter.service.ingest import (
-    LabelEvent,
+from modelmeter.service.ingest import Schema, check_target
+from modelmeter.service.labels import LabelEvent, label_batch, label_payload, validate_labels
+from modelmeter.service.predictions import (
     PredictionEvent,
-    Resources,
-    Schema,
-    check_target,
-    label_batch,
-    label_payload,
     observe_batch,
     observe_payload,
-    validate_labels,
     validate_predictions,
-    validate_resources,
 )
+from modelmeter.service.resources import Resources, validate_resources
 from modelmeter.settings import Settings
 from modelmeter.store import Store
 

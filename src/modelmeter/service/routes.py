@@ -17,9 +17,10 @@ from fastapi.responses import Response
 from fastapi.security import HTTPBearer
 
 from modelmeter.exposition import CONTENT_TYPE_LATEST, render
+from modelmeter.names import NAME_PATTERNS, is_name
 from modelmeter.service.auth import check_token
 from modelmeter.service.hub import Hub
-from modelmeter.service.ingest import MODEL_NAME, IngestError, parse_json
+from modelmeter.service.ingest import IngestError, parse_json
 from modelmeter.service.schemas import (
     ERROR_RESPONSES,
     LABELS_BODY,
@@ -40,6 +41,7 @@ __all__ = ["router"]
 router = APIRouter()
 _bearer = HTTPBearer(auto_error=False, description="write or read token")
 _SECURITY: list[dict[str, list[str]]] = [{"HTTPBearer": []}]
+_MODEL_NAME = NAME_PATTERNS["model"].pattern  # in messages
 _YAML_TYPES = {"application/yaml", "application/x-yaml", "text/yaml", "text/x-yaml"}
 
 
@@ -116,9 +118,9 @@ async def read_body(request: Request, limit: int) -> bytes:
 
 
 def _check_name(model: str) -> None:
-    if not MODEL_NAME.fullmatch(model):
+    if not is_name("model", model):
         raise IngestError(
-            404, f"model {model[:80]!r} is not registered (names match [A-Za-z0-9_.-]{{1,64}})"
+            404, f"model {model[:80]!r} is not registered (names match {_MODEL_NAME})"
         )
 
 
@@ -200,7 +202,7 @@ async def _multipart(request: Request, body: bytes) -> tuple[bytes, bytes | None
 )
 async def put_model(model: str, request: Request) -> Response:
     _authorize(request, "write")
-    if not MODEL_NAME.fullmatch(model):
+    if not is_name("model", model):
         raise IngestError(
             422, f"model name {model[:80]!r} is invalid; use 1-64 of A-Z a-z 0-9 _ . -"
         )
