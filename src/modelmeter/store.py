@@ -24,6 +24,10 @@ of the collector but not a power loss or kernel panic. ``FULL`` (the default) fs
 at every commit, so a 2xx means "on disk" even across power loss, at the cost of one fsync per
 request (negligible with batches of hundreds of events).
 
+The tables and the migrations of older files are in :mod:`modelmeter.store_schema`; expiry,
+size and space upkeep in :mod:`modelmeter.store_upkeep`. This module is the write and read
+path: :class:`Transaction` (one request's writes) and :class:`Store`.
+
 >>> import tempfile, pathlib
 >>> store = Store(pathlib.Path(tempfile.mkdtemp()) / "s.sqlite3")
 >>> with store.transaction() as tx:
@@ -43,6 +47,9 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from modelmeter.store_schema import connect
+from modelmeter.store_upkeep import Expired, ExpiryWrites, SpaceUpkeep, StoreUsage
+
 __all__ = [
     "Expired",
     "LogRow",
@@ -53,62 +60,6 @@ __all__ = [
     "StoredPrediction",
     "Transaction",
 ]
-
-_SCHEMA = """
-CREATE TABLE IF NOT EXISTS models (
-    name TEXT PRIMARY KEY,
-    spec BLOB NOT NULL,              -- the spec as JSON
-    reference BLOB,                  -- reference data bytes (uploaded or read at registration)
-    reference_name TEXT,             -- file name (its suffix tells CSV from Parquet)
-    created REAL NOT NULL,
-    updated REAL NOT NULL
-);
-CREATE TABLE IF NOT EXISTS versions (   -- the live versions of each model
-    model TEXT NOT NULL,
-    version TEXT NOT NULL,
-    last_seen REAL NOT NULL DEFAULT 0,   -- when its last prediction was received
-    PRIMARY KEY (model, version)
-) WITHOUT ROWID;
-CREATE TABLE IF NOT EXISTS oplog (
-    seq INTEGER PRIMARY KEY AUTOINCREMENT,
-    model TEXT NOT NULL,
-    version TEXT NOT NULL,
-    kind TEXT NOT NULL,              -- 'observe' | 'label'
-    payload BLOB NOT NULL
-);
-CREATE INDEX IF NOT EXISTS oplog_model ON oplog (model, version, seq);
-CREATE TABLE IF NOT EXISTS checkpoints (
-    model TEXT NOT NULL,
-    version TEXT NOT NULL,
-    seq INTEGER NOT NULL,            -- last oplog seq included
-    data BLOB NOT NULL,
-    PRIMARY KEY (model, version)
-) WITHOUT ROWID;
-CREATE TABLE IF NOT EXISTS predictions (
-    model TEXT NOT NULL,
-    id TEXT NOT NULL,
-    version TEXT NOT NULL,
-    ts REAL NOT NULL,
-    prediction BLOB,                 -- no affinity: class (TEXT), value (REAL) or NULL (error)
-    scores BLOB,                     -- no affinity: P(positive) (REAL), probabilities (JSON)
-    labeled INTEGER NOT NULL,        -- 0 waiting, 1 labeled, 2 its version retired; once
-                                     -- not 0, prediction and scores are NULL (only the id
-                                     -- stays, to recognise a repeated event or label)
-    received REAL NOT NULL,
-    segments BLOB,                   -- JSON list of segment value codes; NULL: no segments
-    PRIMARY KEY (model, id)
-) WITHOUT ROWID;
-CREATE INDEX IF NOT EXISTS predictions_received ON predictions (received);
-CREATE TABLE IF NOT EXISTS pending_labels (
-    model TEXT NOT NULL,
-    id TEXT NOT NULL,
-    label BLOB NOT NULL,             -- JSON
-    ts REAL NOT NULL,
-    received REAL NOT NULL,
-    PRIMARY KEY (model, id)
-) WITHOUT ROWID;
-CREATE INDEX IF NOT EXISTS pending_labels_received ON pending_labels (received);
-"""
 
 _CHUNK = 500  # ids per IN (...) query, below SQLite's parameter limit
 
@@ -158,33 +109,12 @@ class PendingLabel:
     ts: float
 
 
-@dataclass(frozen=True)
-class Expired:
-    """Per model: predictions that expired still waiting for a label, and labels still
-    waiting for their prediction."""
-
-    predictions: dict[str, int]
-    labels: dict[str, int]
-
-
-@dataclass(frozen=True)
-class StoreUsage:
-    """Bytes the store uses: database pages in use (free pages excluded) and the WAL file."""
-
-    database_bytes: int
-    wal_bytes: int
-
-    @property
-    def total_bytes(self) -> int:
-        return self.database_bytes + self.wal_bytes
-
-
 def _chunks(items: Sequence[str]) -> Iterator[Sequence[str]]:
     for start in range(0, len(items), _CHUNK):
         yield items[start : start + _CHUNK]
 
 
-class Transaction:
+class Transaction(ExpiryWrites):
     """The writes of one request; obtained from :meth:`Store.transaction`."""
 
     def __init__(self, conn: sqlite3.Connection) -> None:
@@ -309,51 +239,8 @@ class Transaction:
             "DELETE FROM pending_labels WHERE model = ? AND id = ?", [(model, i) for i in ids]
         )
 
-    def expire(self, before: float) -> Expired:
-        """Delete predictions and pending labels received before ``before``; per model, how
-        many predictions were still waiting for a label and how many labels for a
-        prediction."""
-        expired = self._waiting_before(before)
-        self._conn.execute("DELETE FROM predictions WHERE received < ?", (before,))
-        self._conn.execute("DELETE FROM pending_labels WHERE received < ?", (before,))
-        return expired
 
-    def expire_oldest(self, fraction: float) -> Expired:
-        """Delete the oldest ``fraction`` of the predictions and of the pending labels (to
-        stay within a disk budget); what was waiting, as :meth:`expire`."""
-        cutoffs = []
-        for table in ("predictions", "pending_labels"):
-            (count,) = self._conn.execute(f"SELECT COUNT(*) FROM {table}").fetchone()
-            skip = max(1, int(count * fraction)) - 1
-            row = self._conn.execute(
-                f"SELECT received FROM {table} ORDER BY received LIMIT 1 OFFSET ?", (skip,)
-            ).fetchone()
-            cutoffs.append(None if row is None else float(row[0]))
-        expired = Expired({}, {})
-        for table, cutoff in zip(("predictions", "pending_labels"), cutoffs, strict=True):
-            if cutoff is None:
-                continue
-            found = self._waiting_before(cutoff, inclusive=True)
-            target = expired.predictions if table == "predictions" else expired.labels
-            target.update(found.predictions if table == "predictions" else found.labels)
-            self._conn.execute(f"DELETE FROM {table} WHERE received <= ?", (cutoff,))
-        return expired
-
-    def _waiting_before(self, before: float, inclusive: bool = False) -> Expired:
-        op = "<=" if inclusive else "<"
-        predictions = self._conn.execute(
-            f"SELECT model, COUNT(*) FROM predictions WHERE received {op} ? AND labeled = 0 "
-            "GROUP BY model",
-            (before,),
-        ).fetchall()
-        labels = self._conn.execute(
-            f"SELECT model, COUNT(*) FROM pending_labels WHERE received {op} ? GROUP BY model",
-            (before,),
-        ).fetchall()
-        return Expired({m: int(n) for m, n in predictions}, {m: int(n) for m, n in labels})
-
-
-class Store:
+class Store(SpaceUpkeep):
     """SQLite store (WAL). Thread-safe: one connection, serialized by an internal lock.
 
     Parameters
@@ -371,25 +258,7 @@ class Store:
         self.path = Path(path)
         self.path.parent.mkdir(parents=True, exist_ok=True)
         self._lock = threading.RLock()
-        self._conn = sqlite3.connect(
-            str(self.path), check_same_thread=False, isolation_level=None, timeout=30.0
-        )
-        # Free pages (deleted log rows, expired predictions) go back to the file system in
-        # reclaim(); only a new database takes this mode (an old one keeps its file size).
-        self._conn.execute("PRAGMA auto_vacuum=INCREMENTAL")
-        self._conn.execute("PRAGMA journal_mode=WAL")
-        self._conn.execute(f"PRAGMA synchronous={synchronous}")
-        self._conn.execute("PRAGMA foreign_keys=OFF")
-        # After each checkpoint the WAL file is truncated back to this size (SQLite reuses the
-        # file from its start but never shrinks it otherwise); see also truncate_wal().
-        self._conn.execute(f"PRAGMA journal_size_limit={self.max_wal_bytes}")
-        self._conn.executescript(_SCHEMA)
-        columns = {row[1] for row in self._conn.execute("PRAGMA table_info(versions)")}
-        if "last_seen" not in columns:  # a store written before versions could retire
-            self._conn.execute("ALTER TABLE versions ADD COLUMN last_seen REAL NOT NULL DEFAULT 0")
-        columns = {row[1] for row in self._conn.execute("PRAGMA table_info(predictions)")}
-        if "segments" not in columns:  # a store written before segments
-            self._conn.execute("ALTER TABLE predictions ADD COLUMN segments BLOB")
+        self._conn = connect(self.path, synchronous, self.max_wal_bytes)
 
     def close(self) -> None:
         with self._lock:
@@ -428,38 +297,6 @@ class Store:
                 (model,),
             )
         }
-
-    # --- size -------------------------------------------------------------------------------
-    def usage(self) -> StoreUsage:
-        """Bytes in use now (what a disk budget is compared with)."""
-        with self._lock:
-            page_size = self._conn.execute("PRAGMA page_size").fetchone()[0]
-            pages = self._conn.execute("PRAGMA page_count").fetchone()[0]
-            free = self._conn.execute("PRAGMA freelist_count").fetchone()[0]
-        wal = Path(f"{self.path}-wal")
-        try:
-            wal_bytes = wal.stat().st_size
-        except FileNotFoundError:
-            wal_bytes = 0
-        return StoreUsage(int(page_size) * (int(pages) - int(free)), int(wal_bytes))
-
-    def reclaim(self, min_free_ratio: float = 0.25) -> int:
-        """Return free pages to the file system when they are at least ``min_free_ratio`` of
-        the file (incremental auto-vacuum); the pages released."""
-        with self._lock:
-            pages = int(self._conn.execute("PRAGMA page_count").fetchone()[0])
-            free = int(self._conn.execute("PRAGMA freelist_count").fetchone()[0])
-            if free < 128 or free < pages * min_free_ratio:
-                return 0
-            self._conn.executescript(f"PRAGMA incremental_vacuum({free});")
-            return free
-
-    def truncate_wal(self) -> None:
-        """Copy the WAL into the database and truncate it to zero bytes, if no reader holds it
-        (a periodic bound on the WAL under sustained writes, when automatic checkpoints keep
-        appending)."""
-        with self._lock:
-            self._conn.execute("PRAGMA wal_checkpoint(TRUNCATE)")
 
     # --- engine log and checkpoints ---------------------------------------------------------
     def checkpoint(self, model: str, version: str) -> tuple[int, bytes] | None:
