@@ -7,7 +7,14 @@ sender thread competes for the GIL the whole time):
 * ``monitor``: ``wrapped.predict_proba(one-row DataFrame)`` around an estimator that answers
   at once (the wrapper's own cost; a real model's time varies by more than that from call to
   call, so the real model is shown beside it only for scale);
-* the longest a call waited when the queue was full with ``block_timeout=5 ms``.
+* the longest a call waited when the queue was full with ``block_timeout=5 ms``;
+* the sender thread (the second table): events per second from the first ``log_prediction``
+  to the end of ``flush`` against the real collector, in a subprocess with orjson and in one
+  where ``import orjson`` fails (the SDK's standard-library ``json`` path), and the time to
+  encode one 500-event request body with each JSON path (orjson with the options the SDK
+  used before it had a ``json`` path, the SDK's ``dumps`` with orjson, and the standard
+  library's ``json``), without and with one NaN feature per event (``json`` then encodes
+  twice: NaN travels as null).
 
 The collector is the real one (``python -m modelmeter.service``) on a free loopback port;
 "down" is a port nobody listens on. Run: ``python bench/sdk.py``; the table is printed and
@@ -16,6 +23,8 @@ written as the "SDK" section of bench/RESULTS.md (other sections are kept).
 
 from __future__ import annotations
 
+import importlib.util
+import json
 import platform
 import re
 import socket
@@ -37,6 +46,29 @@ from modelmeter.sdk import Client, monitor
 RESULTS = Path(__file__).with_name("RESULTS.md")
 CALLS = 20_000
 MODEL_CALLS = 3_000
+SENDER_EVENTS = 20_000
+ENCODE_REPEATS = 200
+
+# the sender's throughput, in its own process (argv: url, rows.json, "orjson" or "json")
+SENDER_SCRIPT = """
+import json, sys, time
+if sys.argv[3] == "json":
+    sys.modules["orjson"] = None  # import orjson raises ImportError: the stdlib path
+from modelmeter.sdk import Client
+url, rows_path, n = sys.argv[1], sys.argv[2], int(sys.argv[4])
+with open(rows_path) as f:
+    rows = json.load(f)
+client = Client(url, "rainfall", max_queue=n, batch_size=500, flush_interval=60)
+start = time.perf_counter()
+for i in range(n):
+    client.log_prediction(rows[i % len(rows)], 1, probabilities={0: 0.3, 1: 0.7})
+flushed = client.flush(timeout=600)
+elapsed = time.perf_counter() - start
+stats = client.stats
+client.close(timeout=5)
+assert flushed and ("orjson" not in sys.modules or sys.argv[3] == "orjson"), stats
+print(json.dumps({"seconds": elapsed, "stats": stats}))
+"""
 
 
 class FixedEstimator:
@@ -101,6 +133,71 @@ def start_collector(
     return proc, url
 
 
+def has_json_path() -> bool:
+    """True when the SDK has its standard-library json path (not the single-module SDK)."""
+    try:
+        return importlib.util.find_spec("modelmeter.sdk.encoding") is not None
+    except ModuleNotFoundError:
+        return False
+
+
+def sender_throughput(url: str, rows_path: Path, backend: str) -> tuple[float, dict[str, int]]:
+    """Events per second through a fresh client in a subprocess, and its final stats."""
+    done = subprocess.run(
+        [sys.executable, "-c", SENDER_SCRIPT, url, str(rows_path), backend, str(SENDER_EVENTS)],
+        capture_output=True, text=True, timeout=900, check=True,
+    )  # fmt: skip
+    result = json.loads(done.stdout.strip().splitlines()[-1])
+    return SENDER_EVENTS / result["seconds"], result["stats"]
+
+
+def encode_times(dict_rows: list[dict[str, Any]]) -> list[tuple[str, float, float]]:
+    """(JSON path, median µs per 500-event body, the same with one NaN feature per event)."""
+    import orjson
+
+    def body(nan: bool) -> dict[str, Any]:
+        events = []
+        for i in range(500):
+            features = dict(dict_rows[i % len(dict_rows)])
+            if nan:
+                features[next(iter(features))] = float("nan")
+            events.append(
+                {"id": f"{i:032x}", "timestamp": 1.7e9 + i, "features": features,
+                 "prediction": 1, "version": "default",
+                 "probabilities": {"0": 0.3, "1": 0.7}}
+            )  # fmt: skip
+        dropped = {"predictions": 0, "labels": 0}
+        resources = {"replica": "bench-1", "cpu_ratio": 0.5, "memory_bytes": 1 << 28}
+        return {"predictions": events, "resources": {**resources, "dropped": dropped}}
+
+    option = orjson.OPT_SERIALIZE_NUMPY | orjson.OPT_NON_STR_KEYS
+    paths: list[tuple[str, Callable[[Any], bytes]]] = [
+        ("orjson.dumps (before: the SDK's only path)", partial(orjson.dumps, option=option))
+    ]
+    try:
+        from modelmeter.sdk import encoding
+    except ImportError:  # the SDK before it had a json path
+        pass
+    else:
+        with_orjson = encoding.orjson_dumps()
+        assert with_orjson is not None
+        paths += [("SDK dumps, orjson installed", with_orjson),
+                  ("SDK dumps, standard-library json", encoding.stdlib_dumps)]  # fmt: skip
+    out = []
+    for name, dumps in paths:
+        medians = []
+        for nan in (False, True):
+            payload = body(nan)
+            times = []
+            for _ in range(ENCODE_REPEATS):
+                t = time.perf_counter()
+                dumps(payload)
+                times.append(time.perf_counter() - t)
+            medians.append(percentiles(times)[0])
+        out.append((name, medians[0], medians[1]))
+    return out
+
+
 def main() -> None:
     dataset = data.load("rainfall")
     estimator = model.train(dataset)
@@ -117,7 +214,17 @@ def main() -> None:
             dataset.frame.iloc[lo:hi], "1m", "5s", 50,
         )  # fmt: skip
         proc, up_url = start_collector(tmp, files)
+        rows_path = tmp / "rows.json"
+        rows_path.write_text(json.dumps(dict_rows))
+        sender: list[tuple[str, float, dict[str, int]]] = []
         try:
+            backends = ["orjson"]
+            if has_json_path():
+                backends.append("json")
+            for backend in backends:
+                rate, stats = sender_throughput(up_url, rows_path, backend)
+                sender.append((backend, rate, stats))
+                print(f"sender, {backend}: {rate:,.0f} events/s, {stats}", file=sys.stderr)
             for state, url in [("up", up_url), ("down", f"http://127.0.0.1:{free_port()}")]:
                 client = Client(url, "rainfall", max_queue=100_000, max_backoff=1.0)
 
@@ -182,6 +289,22 @@ def main() -> None:
     lines = [f"| {c} | {n} | {m:.1f} | {p:.1f} | {w:.0f} |" for c, n, m, p, w in table]
     text = "\n".join([header, *lines])
     print(text)
+    sender_header = (
+        "| sender | events/s, log to end of flush | sent | dropped |\n| --- | ---: | ---: | ---: |"
+    )
+    sender_lines = [
+        f"| {name}, {SENDER_EVENTS:,} events, batch 500 | {rate:,.0f} | {st['sent']:,} | "
+        f"{st['dropped']:,} |"
+        for name, rate, st in sender
+    ]
+    encode_header = (
+        "| JSON path | µs per 500-event body | with a NaN feature per event |\n"
+        "| --- | ---: | ---: |"
+    )
+    encode_lines = [f"| {n} | {a:.0f} | {b:.0f} |" for n, a, b in encode_times(dict_rows)]
+    sender_text = "\n".join([sender_header, *sender_lines, "", encode_header, *encode_lines])
+    print()
+    print(sender_text)
     machine = f"{platform.processor() or platform.machine()}, Python {platform.python_version()}"
     section = (
         "## SDK\n\n"
@@ -191,7 +314,11 @@ def main() -> None:
         "waits `block_timeout`, plus at most one interpreter thread switch (5 ms). The max "
         "column is dominated by CPython's own pauses: a generation-2 garbage collection of "
         "the whole process (tens of ms here; about 4 ms with `gc` disabled) and the 5 ms "
-        "thread switch interval while the sender thread encodes a batch.\n\n" + text + "\n"
+        "thread switch interval while the sender thread encodes a batch.\n\n" + text + "\n\n"
+        "The sender thread: throughput to the real collector (in a subprocess; `json`: "
+        "`import orjson` made to fail) and the time to encode one request body.\n\n"
+        + sender_text
+        + "\n"
     )
     write_section(section)
 
