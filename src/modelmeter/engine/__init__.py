@@ -6,6 +6,7 @@
 """
 
 from modelmeter.engine.batch import LabelBatch, PredictionBatch
+from modelmeter.engine.checks import CheckedLabels, CheckedPredictions
 from modelmeter.engine.config import FeatureSpec, MonitorConfig, MultivariateConfig, ReferenceData
 from modelmeter.engine.drift import PSI_EPSILON
 from modelmeter.engine.monitor import ModelMonitor, StateTooLarge
@@ -29,6 +30,8 @@ __all__ = [
     "LATENCY_BOUNDS",
     "PSI_EPSILON",
     "BucketRing",
+    "CheckedLabels",
+    "CheckedPredictions",
     "ClassFigures",
     "ClassificationFigures",
     "DriftFigures",

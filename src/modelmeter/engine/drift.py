@@ -10,29 +10,12 @@ Binning is fitted once on the reference:
 * categorical: the vocabulary (spec ``categories``, else the reference's values) plus
   ``other``; missing values are not binned.
 
-Statistics, with reference proportions ``p`` and window proportions ``q`` over the bins:
-
-* PSI ``sum((q - p) * ln(q / p))`` with both proportions floored at ``PSI_EPSILON`` = 1e-4 (a
-  bin empty on one side would make it infinite).
-* Jensen-Shannon distance, base 2 (in [0, 1]), as ``scipy.spatial.distance.jensenshannon``.
-* KS: the largest CDF gap at the bin edges. It is a lower bound of the two-sample KS
-  statistic of the raw values, and exceeds it by at most the largest bin mass of either side.
-* Wasserstein-1 between the two distributions with each bin's mass put at the bin's mean
-  (computed exactly for those point masses), divided by the reference inter-quartile range
-  (the standard deviation if the IQR is 0, 1 if both are 0). By the triangle inequality the
-  error against the raw values is at most ``sum_i p_i * MAD_i(ref) + q_i * MAD_i(window)``,
-  MAD_i being the mean absolute deviation from the mean inside bin ``i`` (at most its width
-  for the interior bins); a pure shift of a smooth distribution comes out within a few %.
-* chi-square p-value: test of homogeneity of the reference and window counts (2 x bins
-  contingency table, bins empty on both sides dropped, no continuity correction), which
-  allows for the reference being a sample too.
-
-Each statistic also has a row-wise form (``psi_rows``, ``jensen_shannon_rows``, ``ks_rows``,
-``wasserstein_rows``, ``chi2_pvalue_rows``) taking (features, bins) matrices, so a snapshot
-computes the drift of all numeric (and all categorical) features in a few numpy calls
-whatever their number. On every row they give the one-vector functions' figures (to
-rounding; the tests check it), also when rows are padded at the end with bins empty on both
-sides, which is how features with fewer bins than others share a matrix.
+The statistics (PSI, Jensen-Shannon, KS, Wasserstein, chi-square p-value; defined in
+:mod:`modelmeter.engine.rowwise`) are computed row-wise on (features, bins) matrices, so a
+snapshot gets the drift of all numeric (and all categorical) features, and of the model's
+output, in a few numpy calls whatever their number: :func:`numeric_drift` and
+:func:`categorical_drift`. The one-vector forms here (:func:`psi`, :func:`jensen_shannon`,
+:func:`chi2_pvalue`, :meth:`NumericBinning.ks`, ...) are the same functions on one row.
 
 The Benjamini-Hochberg step-up procedure over the features' (and output's) p-values decides
 which ones drifted at false discovery rate ``drift_fdr``.
@@ -48,44 +31,54 @@ True
 
 from __future__ import annotations
 
-import math
 from collections import Counter
-from collections.abc import Mapping, Sequence
+from collections.abc import Sequence
 from itertools import repeat
 
 import numpy as np
 import numpy.typing as npt
-from scipy import special
+
+from modelmeter.engine.rowwise import (
+    PSI_EPSILON,
+    chi2_pvalue_rows,
+    jensen_shannon_rows,
+    ks_rows,
+    pool_sparse_bins,
+    psi_rows,
+    wasserstein_rows,
+)
 
 __all__ = [
     "PSI_EPSILON",
     "CategoricalBinning",
+    "DriftRow",
     "NumericBinning",
     "benjamini_hochberg",
+    "categorical_drift",
     "chi2_pvalue",
     "chi2_pvalue_rows",
     "jensen_shannon",
     "jensen_shannon_rows",
     "ks_rows",
+    "numeric_drift",
     "pool_sparse_bins",
     "psi",
     "psi_rows",
     "wasserstein_rows",
 ]
 
-PSI_EPSILON = 1e-4
 NAN = float("nan")
 
 FloatArray = npt.NDArray[np.float64]
 IntArray = npt.NDArray[np.int64]
 
+#: ``(samples, psi, jensen_shannon, ks, wasserstein, chi2_pvalue)`` of one feature (or of the
+#: output), as :class:`~modelmeter.engine.snapshot.DriftFigures` takes them.
+DriftRow = tuple[int, float, float, float, float, float]
 
-def _proportions(counts: FloatArray) -> FloatArray:
-    total = float(counts.sum())
-    if total <= 0:
-        return np.full(counts.shape, np.nan)
-    proportions: FloatArray = counts / total
-    return proportions
+
+def _one_row(reference: FloatArray, current: FloatArray) -> tuple[FloatArray, FloatArray]:
+    return np.asarray(reference, np.float64)[None, :], np.asarray(current, np.float64)[None, :]
 
 
 def psi(reference: FloatArray, current: FloatArray) -> float:
@@ -94,9 +87,7 @@ def psi(reference: FloatArray, current: FloatArray) -> float:
     >>> round(psi(np.array([50.0, 50.0]), np.array([80.0, 20.0])), 4)
     0.4159
     """
-    p = np.maximum(_proportions(reference), PSI_EPSILON)
-    q = np.maximum(_proportions(current), PSI_EPSILON)
-    return float(np.sum((q - p) * np.log(q / p)))
+    return float(psi_rows(*_one_row(reference, current))[0])
 
 
 def jensen_shannon(reference: FloatArray, current: FloatArray) -> float:
@@ -105,256 +96,76 @@ def jensen_shannon(reference: FloatArray, current: FloatArray) -> float:
     >>> jensen_shannon(np.array([1.0, 0.0]), np.array([0.0, 1.0]))
     1.0
     """
-    p = _proportions(reference)
-    q = _proportions(current)
-    m = (p + q) / 2.0
-
-    def kl(a: FloatArray) -> float:
-        nonzero = a > 0
-        return float(np.sum(a[nonzero] * np.log2(a[nonzero] / m[nonzero])))
-
-    divergence = (kl(p) + kl(q)) / 2.0
-    return math.sqrt(max(divergence, 0.0))
+    return float(jensen_shannon_rows(*_one_row(reference, current))[0])
 
 
 def chi2_pvalue(reference: FloatArray, current: FloatArray) -> float:
     """Chi-square test of homogeneity of the reference and window counts (a 2 x bins table;
-    ``scipy.stats.chi2_contingency`` without correction on the table after
-    :func:`pool_sparse_bins`).
-
-    Both samples are random, so this is the right test even when the window is as large as
-    the reference (a goodness-of-fit test against fixed reference proportions would ignore
-    the reference's own noise and flag drift too often).
+    see :func:`~modelmeter.engine.rowwise.chi2_pvalue_rows`).
 
     >>> round(chi2_pvalue(np.array([50.0, 50.0]), np.array([60.0, 40.0])), 4)
     0.1552
     """
-    return float(chi2_pvalue_rows(reference[None, :], current[None, :])[0])
+    return float(chi2_pvalue_rows(*_one_row(reference, current))[0])
 
 
-#: Smallest expected count of a bin for the chi-square approximation (Cochran's rule).
-MIN_EXPECTED = 5.0
-
-
-def pool_sparse_bins(reference: FloatArray, current: FloatArray) -> tuple[FloatArray, FloatArray]:
-    """The (m, bins + 1) tables of a chi-square test of two (m, bins) count matrices, with
-    every bin whose expected count on the smaller side is below :data:`MIN_EXPECTED` pooled
-    into one last bin, itself added to the fullest bin when it is still below it.
-
-    Why: the under- and overflow bins of a numeric feature (and ``other`` of a categorical
-    one) hold no reference mass, so a window of 2,000 against a reference of 20,000 with one
-    value beyond the reference's range adds about 10 to the statistic: p < 0.05 in 15 % of
-    windows from the very distribution of the reference instead of 5 %.
-
-    >>> ref, cur = pool_sparse_bins(np.array([[0.0, 500.0, 500.0, 0.0]]),
-    ...                             np.array([[1.0, 50.0, 49.0, 0.0]]))
-    >>> ref.tolist(), cur.tolist()
-    ([[0.0, 500.0, 500.0, 0.0, 0.0]], [[0.0, 51.0, 49.0, 0.0, 0.0]])
-    """
-    reference, current = _rows(reference, current)
-    columns = reference + current
-    sides = np.stack([reference.sum(axis=1), current.sum(axis=1)], axis=1)
-    total = np.where(sides.sum(axis=1) > 0, sides.sum(axis=1), 1.0)
-    smaller = sides.min(axis=1)
-    sparse = (columns > 0) & (smaller[:, None] * columns / total[:, None] < MIN_EXPECTED)
-    sparse &= (smaller > 0)[:, None]  # an empty side: nothing to test, nothing to pool
-    rest_reference = np.where(sparse, reference, 0.0).sum(axis=1)
-    rest_current = np.where(sparse, current, 0.0).sum(axis=1)
-    reference = np.where(sparse, 0.0, reference)
-    current = np.where(sparse, 0.0, current)
-    still = smaller * (rest_reference + rest_current) / total < MIN_EXPECTED
-    fullest = np.argmax(np.where(sparse, -1.0, columns), axis=1)
-    into = still & ~sparse[np.arange(sparse.shape[0]), fullest]  # a dense bin to take it
-    rows = np.flatnonzero(into)
-    reference[rows, fullest[rows]] += rest_reference[rows]
-    current[rows, fullest[rows]] += rest_current[rows]
-    keep = ~into
-    pooled_reference = np.column_stack([reference, np.where(keep, rest_reference, 0.0)])
-    pooled_current = np.column_stack([current, np.where(keep, rest_current, 0.0)])
-    return pooled_reference, pooled_current
-
-
-# ---------------------------------------------------------------------- row-wise forms
-
-
-def _row_proportions(counts: FloatArray) -> FloatArray:
-    """Each row of ``counts`` divided by its total (all NaN where the total is not positive)."""
-    totals = np.add.reduce(counts, axis=1, keepdims=True)
-    proportions: FloatArray = counts / np.where(totals > 0, totals, np.nan)  # NaN: no warning
-    return proportions
-
-
-def _rows(reference: FloatArray, current: FloatArray) -> tuple[FloatArray, FloatArray]:
-    """Two (m, bins) float arrays of the same shape; ValueError otherwise."""
-    reference = np.asarray(reference, dtype=np.float64)
-    current = np.asarray(current, dtype=np.float64)
-    if reference.ndim != 2 or reference.shape != current.shape:
-        raise ValueError(
-            "expected two (rows, bins) arrays of the same shape, "
-            f"got {reference.shape} and {current.shape}"
-        )
-    return reference, current
-
-
-def psi_rows(reference: FloatArray, current: FloatArray) -> FloatArray:
-    """:func:`psi` of each row of two (m, bins) count matrices: an (m,) array.
-
-    A row whose total is 0 (on either side) gives NaN. Rows may end with padding columns
-    that are 0 on both sides: they add nothing.
-
-    >>> reference = np.array([[50.0, 50.0], [10.0, 30.0]])
-    >>> current = np.array([[80.0, 20.0], [10.0, 30.0]])
-    >>> np.round(psi_rows(reference, current), 4).tolist()
-    [0.4159, 0.0]
-    """
-    reference, current = _rows(reference, current)
-    p = np.maximum(_row_proportions(reference), PSI_EPSILON)
-    q = np.maximum(_row_proportions(current), PSI_EPSILON)
-    values: FloatArray = np.add.reduce((q - p) * np.log(q / p), axis=1)
-    return values
-
-
-def jensen_shannon_rows(reference: FloatArray, current: FloatArray) -> FloatArray:
-    """:func:`jensen_shannon` of each row of two (m, bins) count matrices: an (m,) array.
-
-    A row whose total is 0 on one side gives NaN (0 when both sides are 0); bins empty on
-    both sides (padding included) add nothing.
-
-    >>> reference = np.array([[1.0, 0.0], [2.0, 2.0]])
-    >>> current = np.array([[0.0, 1.0], [5.0, 5.0]])
-    >>> jensen_shannon_rows(reference, current).tolist()
-    [1.0, 0.0]
-    """
-    reference, current = _rows(reference, current)
-    p = _row_proportions(reference)
-    q = _row_proportions(current)
-    m = (p + q) / 2.0
-    with np.errstate(divide="ignore", invalid="ignore"):  # 0 * log(0): dropped below
-        terms_p = p * np.log2(p / m)
-        terms_q = q * np.log2(q / m)
-    # Only positive proportions count (NaN, a row without counts, adds nothing either).
-    kl_p = np.add.reduce(np.where(p > 0, terms_p, 0.0), axis=1)
-    kl_q = np.add.reduce(np.where(q > 0, terms_q, 0.0), axis=1)
-    divergence = (kl_p + kl_q) / 2.0
-    distance: FloatArray = np.sqrt(np.maximum(divergence, 0.0))
-    return distance
-
-
-def ks_rows(reference: FloatArray, current: FloatArray) -> FloatArray:
-    """Binned KS statistic of each row of two (m, bins) count matrices: an (m,) array.
-
-    The largest gap between the two CDFs at the inner bin edges (after each bin but the
-    last), as :meth:`NumericBinning.ks`; NaN for a row whose total is 0 on either side.
-    Rows may end with padding columns that are 0 on both sides: the edges they add have the
-    gap of the whole CDFs, 1 - 1 (0 up to rounding), which changes nothing.
-
-    >>> reference = np.array([[10.0, 10.0, 10.0, 10.0], [5.0, 5.0, 0.0, 0.0]])
-    >>> current = np.array([[0.0, 10.0, 10.0, 20.0], [2.0, 8.0, 0.0, 0.0]])
-    >>> ks_rows(reference, current).tolist()
-    [0.25, 0.3]
-    """
-    reference, current = _rows(reference, current)
-    p = _row_proportions(reference)
-    q = _row_proportions(current)
-    gaps = np.abs(np.cumsum(p - q, axis=1)[:, :-1])
-    values: FloatArray = np.maximum.reduce(gaps, axis=1, initial=0.0)
-    return values
-
-
-def wasserstein_rows(
+def numeric_drift(
     reference_counts: FloatArray,
     reference_sums: FloatArray,
     counts: FloatArray,
     sums: FloatArray,
-    scale: FloatArray | float = 1.0,
-) -> FloatArray:
-    """Binned Wasserstein-1 distance of each row, divided by ``scale``: an (m,) array.
+    scales: FloatArray,
+    min_samples: int,
+) -> list[DriftRow]:
+    """The drift figures of each row of (features, bins) counts and per-bin sums (reference
+    and window) and the features' Wasserstein ``scales``; NaN figures where the window holds
+    fewer than ``min_samples`` values.
 
-    Rows are features: bin counts and per-bin value sums of the reference and of the window,
-    all (m, bins). Each non-empty bin's mass is put at its mean and the distance between
-    the two sets of point masses is computed exactly, as :meth:`NumericBinning.wasserstein`.
-    ``scale`` is one number or one per row. NaN for a row whose total is 0 on either side;
-    bins empty on both sides (padding included) add nothing.
-
-    >>> counts = np.array([[1.0, 1.0, 0.0], [0.0, 2.0, 2.0]])
-    >>> sums = np.array([[0.0, 1.0, 0.0], [0.0, 2.0, 6.0]])
-    >>> current = np.array([[0.0, 1.0, 1.0], [0.0, 4.0, 0.0]])
-    >>> current_sums = np.array([[0.0, 1.0, 2.0], [0.0, 4.0, 0.0]])
-    >>> wasserstein_rows(counts, sums, current, current_sums, np.array([1.0, 2.0])).tolist()
-    [1.0, 0.5]
+    >>> b = NumericBinning(np.arange(100.0), bins=4)
+    >>> rows = [r[None, :] for r in (b.reference_counts, b.reference_sums)]
+    >>> numeric_drift(*rows, *rows, np.array([b.scale]), 10)
+    [(100, 0.0, 0.0, 0.0, 0.0, 1.0)]
     """
-    reference_counts, counts = _rows(reference_counts, counts)
-    reference_sums, sums = _rows(reference_sums, sums)
-    if reference_sums.shape != counts.shape:
-        raise ValueError("counts and sums must have the same shape")
-    a, a_weights, a_filled = _row_bin_masses(reference_counts, reference_sums)
-    b, b_weights, b_filled = _row_bin_masses(counts, sums)
-    # Exact Wasserstein-1 of the weighted points: integral of |CDF_a - CDF_b|. Empty bins are
-    # NaN points, which sort after every other; a stable sort keeps the order of equal points.
-    points = np.concatenate([a, b], axis=1)
-    rows, width = points.shape
-    order = np.argsort(points, axis=1, kind="stable")
-    order += np.arange(0, rows * width, width)[:, None]  # flat positions, row by row
-    nothing = np.zeros(a.shape)
-    weights_a = np.concatenate([a_weights, nothing], axis=1).ravel()[order]
-    weights_b = np.concatenate([nothing, b_weights], axis=1).ravel()[order]
-    filled = np.concatenate([a_filled, b_filled], axis=1).ravel()[order]
-    gaps = np.abs(np.cumsum(weights_a, axis=1) - np.cumsum(weights_b, axis=1))[:, :-1]
-    steps = np.diff(points.ravel()[order], axis=1)  # NaN up to the next filled point: dropped
-    areas = np.where(filled[:, 1:], gaps * steps, 0.0)
-    distance: FloatArray = np.add.reduce(areas, axis=1) / scale
-    present = (np.add.reduce(reference_counts, axis=1) > 0) & (np.add.reduce(counts, axis=1) > 0)
-    if not present.all():
-        distance = np.where(present, distance, np.nan)
-    return distance
-
-
-def _row_bin_masses(
-    counts: FloatArray, sums: FloatArray
-) -> tuple[FloatArray, FloatArray, npt.NDArray[np.bool_]]:
-    """Per row: the mean of each bin (NaN if empty), its proportion, and which are filled."""
-    filled = counts > 0
-    means = sums / np.where(filled, counts, np.nan)  # NaN: no warning
-    totals = np.add.reduce(counts, axis=1, keepdims=True)
-    weights = np.where(filled, counts, 0.0) / np.where(totals > 0, totals, np.inf)
-    return means, weights, filled
-
-
-def chi2_pvalue_rows(reference: FloatArray, current: FloatArray) -> FloatArray:
-    """:func:`chi2_pvalue` of each row of two (m, bins) count matrices: an (m,) array.
-
-    Sparse bins are pooled first (:func:`pool_sparse_bins`); then each row drops its own bins
-    empty on both sides (padding included), so the degrees of
-    freedom differ by row: (bins non-empty on either side) - 1. With fewer than two such
-    bins the p-value is 1 if the window has counts (NaN if not); a row whose total is 0 on
-    either side otherwise gives NaN.
-
-    >>> reference = np.array([[50.0, 50.0, 0.0], [10.0, 0.0, 0.0]])
-    >>> current = np.array([[60.0, 40.0, 0.0], [30.0, 0.0, 0.0]])
-    >>> np.round(chi2_pvalue_rows(reference, current), 4).tolist()
-    [0.1552, 1.0]
-    """
-    reference, current = pool_sparse_bins(reference, current)
-    table = np.stack([reference, current], axis=1)  # (m, 2, bins)
-    columns = reference + current
-    filled = columns > 0
-    dof = filled.sum(axis=1) - 1
-    sides = table.sum(axis=2)  # (m, 2): reference and window totals
-    total = sides.sum(axis=1)
-    tested = (sides.min(axis=1) > 0) & (dof >= 1)
-    expected = sides[:, :, None] * columns[:, None, :] / np.where(tested, total, 1.0)[:, None, None]
-    terms = np.divide(
-        (table - expected) ** 2,
-        expected,
-        out=np.zeros(table.shape),
-        where=(filled & tested[:, None])[:, None, :],
+    statistics = np.stack(
+        [
+            psi_rows(reference_counts, counts),
+            jensen_shannon_rows(reference_counts, counts),
+            ks_rows(reference_counts, counts),
+            wasserstein_rows(reference_counts, reference_sums, counts, sums, scales),
+            chi2_pvalue_rows(reference_counts, counts),
+        ],
+        axis=1,
     )
-    statistic = terms.reshape(terms.shape[0], -1).sum(axis=1)
-    pvalues: FloatArray = special.chdtrc(np.maximum(dof, 1), statistic)  # = stats.chi2.sf
-    if not tested.all():
-        single = np.where((total > 0) & (sides[:, 1] > 0), 1.0, np.nan)
-        pvalues = np.where(tested, pvalues, np.where(dof < 1, single, np.nan))
-    return pvalues
+    return _guarded(counts.sum(axis=1), statistics, min_samples)
+
+
+def categorical_drift(
+    reference_counts: FloatArray, counts: FloatArray, min_samples: int
+) -> list[DriftRow]:
+    """The drift figures of each row of (features, bins) counts (KS and Wasserstein: NaN);
+    NaN figures where the window holds fewer than ``min_samples`` values. Padding columns,
+    0 on both sides, add nothing to PSI, Jensen-Shannon or chi-square."""
+    nan = np.full(counts.shape[0], NAN)
+    statistics = np.stack(
+        [
+            psi_rows(reference_counts, counts),
+            jensen_shannon_rows(reference_counts, counts),
+            nan,
+            nan,
+            chi2_pvalue_rows(reference_counts, counts),
+        ],
+        axis=1,
+    )
+    return _guarded(counts.sum(axis=1), statistics, min_samples)
+
+
+def _guarded(samples: FloatArray, statistics: FloatArray, min_samples: int) -> list[DriftRow]:
+    enough = (samples >= min_samples) & (samples > 0)
+    if not enough.all():
+        statistics[~enough] = NAN
+    return [
+        (int(n), *values) for n, values in zip(samples.tolist(), statistics.tolist(), strict=True)
+    ]
 
 
 def benjamini_hochberg(pvalues: Sequence[float], fdr: float) -> list[bool]:
@@ -427,37 +238,17 @@ class NumericBinning:
         return psi(self.reference_counts, counts)
 
     def ks(self, counts: FloatArray) -> float:
-        """Largest gap of the two CDFs at the bin edges."""
-        p = _proportions(self.reference_counts)
-        q = _proportions(counts)
-        return float(np.max(np.abs(np.cumsum(p - q)[:-1]))) if counts.sum() > 0 else NAN
+        """Largest gap of the two CDFs at the bin edges (NaN for an empty window)."""
+        return float(ks_rows(*_one_row(self.reference_counts, counts))[0])
 
     def wasserstein(self, counts: FloatArray, sums: FloatArray) -> float:
         """Normalised Wasserstein-1 distance of the window (bin ``counts`` and value ``sums``)
-        to the reference, each bin's mass placed at its mean."""
-        if counts.sum() <= 0:
-            return NAN
-        reference = _bin_masses(self.reference_counts, self.reference_sums)
-        current = _bin_masses(counts, sums)
-        return _discrete_wasserstein(*reference, *current) / self.scale
-
-
-def _bin_masses(counts: FloatArray, sums: FloatArray) -> tuple[FloatArray, FloatArray]:
-    """(positions, weights): the mean and the proportion of each non-empty bin."""
-    filled = counts > 0
-    return sums[filled] / counts[filled], counts[filled] / counts.sum()
-
-
-def _discrete_wasserstein(
-    a: FloatArray, a_weights: FloatArray, b: FloatArray, b_weights: FloatArray
-) -> float:
-    """Exact Wasserstein-1 distance of two weighted point sets: integral of |CDF_a - CDF_b|."""
-    points = np.concatenate([a, b])
-    order = np.argsort(points, kind="stable")
-    weights_a = np.concatenate([a_weights, np.zeros(b.size)])[order]
-    weights_b = np.concatenate([np.zeros(a.size), b_weights])[order]
-    gaps = np.abs(np.cumsum(weights_a) - np.cumsum(weights_b))[:-1]
-    return float(np.sum(gaps * np.diff(points[order])))
+        to the reference, each bin's mass placed at its mean (NaN for an empty window)."""
+        reference, current = _one_row(self.reference_counts, counts)
+        reference_sums, current_sums = _one_row(self.reference_sums, sums)
+        return float(
+            wasserstein_rows(reference, reference_sums, current, current_sums, self.scale)[0]
+        )
 
 
 class CategoricalBinning:
@@ -533,12 +324,3 @@ def _hashable(value: object) -> bool:
     except TypeError:
         return False
     return True
-
-
-def reference_mapping(
-    features: Mapping[str, npt.NDArray[np.generic]], name: str
-) -> npt.NDArray[np.generic]:
-    """The reference column of feature ``name``; ValueError if the reference lacks it."""
-    if name not in features:
-        raise ValueError(f"reference data has no column for feature {name!r}")
-    return features[name]

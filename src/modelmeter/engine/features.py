@@ -22,18 +22,33 @@ large batches run at the speed of ``searchsorted``.
 from __future__ import annotations
 
 from collections.abc import Sequence
+from typing import Any
 
 import numpy as np
 import numpy.typing as npt
 
-from modelmeter.engine.config import FeatureSpec
-from modelmeter.engine.drift import CategoricalBinning, NumericBinning
-from modelmeter.engine.quality import N_CODES, categorical_issue_codes, numeric_issue_codes
+from modelmeter.engine.batch import PredictionBatch
+from modelmeter.engine.columns import chunk_mask, numeric_values, object_values
+from modelmeter.engine.config import FeatureSpec, MonitorConfig, ReferenceData
+from modelmeter.engine.drift import (
+    CategoricalBinning,
+    DriftRow,
+    NumericBinning,
+    categorical_drift,
+    numeric_drift,
+)
+from modelmeter.engine.quality import (
+    N_CODES,
+    categorical_issue_codes,
+    issue_counts,
+    numeric_issue_codes,
+)
 from modelmeter.engine.windows import BucketRing
 
-__all__ = ["CategoricalBlock", "NumericBlock"]
+__all__ = ["CHUNK", "CategoricalBlock", "Features", "NumericBlock"]
 
 SMALL_BATCH = 16  # fewer events than this: bin with one broadcast comparison (fewer calls)
+CHUNK = 4096  # events per feature matrix: keeps the (features, events) temporaries in cache
 
 FloatArray = npt.NDArray[np.float64]
 IntArray = npt.NDArray[np.int64]
@@ -188,3 +203,164 @@ class CategoricalBlock:
         the padding); the junk column is left out."""
         bins: FloatArray = ring.window("categorical_bins").reshape(self.m, self.width)[:, :-1]
         return bins
+
+
+class Features:
+    """All features of a monitor: the numeric and the categorical block, fitted on the
+    reference, counted per batch, read as drift and quality figures."""
+
+    def __init__(self, numeric: NumericBlock, categorical: CategoricalBlock) -> None:
+        self.numeric = numeric
+        self.categorical = categorical
+
+    @classmethod
+    def fit(cls, config: MonitorConfig, reference: ReferenceData) -> Features:
+        """Bins of every configured feature from its reference column; ValueError naming the
+        feature when the column is missing or has no usable value."""
+        numeric: list[tuple[FeatureSpec, NumericBinning]] = []
+        categorical: list[tuple[FeatureSpec, CategoricalBinning]] = []
+        for spec in config.features:
+            if spec.name not in reference.features:
+                raise ValueError(f"reference data has no column for feature {spec.name!r}")
+            column = np.asarray(reference.features[spec.name])
+            if spec.kind == "numeric":
+                values, _ = numeric_values(column, spec.name, column.shape[0])
+                try:
+                    numeric.append((spec, NumericBinning(values, config.drift_bins)))
+                except ValueError as error:
+                    raise ValueError(f"reference feature {spec.name!r}: {error}") from None
+            else:
+                objects = object_values(column, spec.name, column.shape[0])
+                binning = CategoricalBinning.fit(objects, spec.categories, config.max_categories)
+                categorical.append((spec, binning))
+        return cls(
+            NumericBlock([s for s, _ in numeric], [b for _, b in numeric]),
+            CategoricalBlock([s for s, _ in categorical], [b for _, b in categorical]),
+        )
+
+    def categorical_binnings(self) -> dict[str, CategoricalBinning]:
+        """Name -> binning of each categorical feature."""
+        block = self.categorical
+        return {spec.name: b for spec, b in zip(block.specs, block.binnings, strict=True)}
+
+    def shapes(self) -> dict[str, tuple[int, ...]]:
+        """The ring statistics of both blocks."""
+        return {**self.numeric.shapes(), **self.categorical.shapes()}
+
+    def count(
+        self, ring: BucketRing, batch: PredictionBatch, slots: IntArray, n: int, index: bool
+    ) -> tuple[FloatArray, FloatArray, IntArray | None]:
+        """Count every feature of a checked batch; return the quality code counts of the
+        numeric and of the categorical features ((features, codes) each) and, if ``index``,
+        the categorical values' flat bin indices (for the multivariate drift)."""
+        numeric, categorical = self.numeric, self.categorical
+        numeric_quality = np.zeros((numeric.m, N_CODES))
+        categorical_quality = np.zeros((categorical.m, N_CODES))
+        flat = np.empty((categorical.m, n), dtype=np.int64) if index else None
+        if numeric.m:
+            raw = [batch.features[spec.name] for spec in numeric.specs]
+            if n <= CHUNK:
+                try:
+                    joined = None if batch.wrong_type else np.concatenate(raw)
+                except (TypeError, ValueError):  # e.g. a text column among float ones
+                    joined = None
+                simple = joined is not None and joined.dtype.kind in "fiub"
+            else:
+                joined = None
+                simple = not batch.wrong_type and all(c.dtype.kind in "fiub" for c in raw)
+            if simple:
+                # Common case: numeric columns and no type problems.
+                for start in range(0, n, CHUNK):
+                    stop = min(start + CHUNK, n)
+                    if joined is None:
+                        joined = np.concatenate([c[start:stop] for c in raw])
+                    values = joined.astype(np.float64, copy=False).reshape(numeric.m, stop - start)
+                    joined = None
+                    quality = numeric.count(ring, values, None, slots[start:stop])
+                    numeric_quality += quality.reshape(numeric.m, N_CODES)
+            else:
+                numeric_quality += self._count_numeric_slow(ring, raw, batch, slots, n)
+        if categorical.m:
+            objects: list[npt.NDArray[Any]] = [
+                batch.features[spec.name] for spec in categorical.specs
+            ]
+            objects = [c if c.dtype == object else c.astype(object) for c in objects]
+            marks: list[BoolArray | None] = [None] * categorical.m
+            if batch.wrong_type:
+                for j, spec in enumerate(categorical.specs):
+                    marked = batch.wrong_type.get(spec.name)
+                    marks[j] = None if marked is None else np.asarray(marked, dtype=bool)
+            for start in range(0, n, CHUNK):
+                stop = min(start + CHUNK, n)
+                quality = categorical.count(
+                    ring,
+                    [column[start:stop] for column in objects],
+                    chunk_mask(marks, start, stop),
+                    slots[start:stop],
+                    None if flat is None else flat[:, start:stop],
+                )
+                categorical_quality += quality.reshape(categorical.m, N_CODES)
+        return numeric_quality, categorical_quality, flat
+
+    def _count_numeric_slow(
+        self,
+        ring: BucketRing,
+        raw: list[npt.NDArray[Any]],
+        batch: PredictionBatch,
+        slots: IntArray,
+        n: int,
+    ) -> FloatArray:
+        """Numeric features with wrong-type masks or non-numeric (object) columns."""
+        numeric = self.numeric
+        columns: list[FloatArray] = []
+        wrong: list[BoolArray | None] = []
+        for spec, column in zip(numeric.specs, raw, strict=True):
+            converted, bad = numeric_values(np.asarray(column), spec.name, n)
+            marked = batch.wrong_type.get(spec.name)
+            if marked is not None:
+                marked = np.asarray(marked, dtype=bool)
+                bad = marked if bad is None else bad | marked
+            columns.append(converted)
+            wrong.append(bad)
+        total = np.zeros((numeric.m, N_CODES))
+        for start in range(0, n, CHUNK):
+            stop = min(start + CHUNK, n)
+            values = np.empty((numeric.m, stop - start))
+            for j, column in enumerate(columns):
+                values[j] = column[start:stop]
+            quality = numeric.count(ring, values, chunk_mask(wrong, start, stop), slots[start:stop])
+            total += quality.reshape(numeric.m, N_CODES)
+        return total
+
+    def drift(self, ring: BucketRing, min_samples: int) -> dict[str, DriftRow]:
+        """Feature name -> drift figures of the window (numeric features, then categorical)."""
+        out: dict[str, DriftRow] = {}
+        numeric = self.numeric
+        if numeric.m:
+            counts, sums = numeric.window_rows(ring)
+            rows = numeric_drift(
+                numeric.reference_counts,
+                numeric.reference_sums,
+                counts,
+                sums,
+                numeric.scales,
+                min_samples,
+            )
+            out.update(zip((spec.name for spec in numeric.specs), rows, strict=True))
+        categorical = self.categorical
+        if categorical.m:
+            counts = categorical.window_rows(ring)
+            rows = categorical_drift(categorical.reference_counts, counts, min_samples)
+            out.update(zip((spec.name for spec in categorical.specs), rows, strict=True))
+        return out
+
+    def quality(
+        self, numeric: FloatArray, categorical: FloatArray, names: Sequence[str]
+    ) -> dict[str, dict[str, int]]:
+        """Feature -> issue -> count, in the order of ``names``, from the blocks' code counts."""
+        by_name: dict[str, dict[str, int]] = {}
+        for block, counts in ((self.numeric, numeric), (self.categorical, categorical)):
+            table = counts.reshape(block.m, N_CODES)
+            for j, spec in enumerate(block.specs):
+                by_name[spec.name] = issue_counts(table[j])
+        return {name: by_name[name] for name in names}

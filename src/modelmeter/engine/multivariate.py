@@ -39,12 +39,17 @@ evaluation. Below ``min_samples`` rows every figure is NaN.
 from __future__ import annotations
 
 import math
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 
 import numpy as np
 import numpy.typing as npt
 
+from modelmeter.engine.batch import PredictionBatch
+from modelmeter.engine.columns import numeric_values, object_values
+from modelmeter.engine.config import MultivariateConfig
 from modelmeter.engine.drift import CategoricalBinning
+from modelmeter.engine.features import CHUNK, Features
+from modelmeter.engine.snapshot import MultivariateFigures
 from modelmeter.engine.windows import BucketRing
 
 __all__ = ["METHOD", "STATISTIC", "ReconstructionDrift", "block_tables", "frequency_table"]
@@ -200,6 +205,69 @@ class ReconstructionDrift:
             z,
         )
 
+    @classmethod
+    def fit_reference(
+        cls,
+        features: Features,
+        columns: Mapping[str, npt.NDArray[np.generic]],
+        settings: MultivariateConfig,
+    ) -> ReconstructionDrift:
+        """Fit on the reference ``columns`` of a monitor's features, encoded as the stream
+        will be (numeric values; categorical values by their drift vocabulary's codes)."""
+        numeric, categorical = features.numeric, features.categorical
+        rows = [np.asarray(columns[s.name]) for s in numeric.specs]
+        n = rows[0].shape[0] if rows else np.shape(columns[categorical.specs[0].name])[0]
+        values = np.empty((numeric.m, n))
+        for j, (spec, column) in enumerate(zip(numeric.specs, rows, strict=True)):
+            values[j] = numeric_values(column, spec.name, n)[0]
+        codes = [
+            binning.index(object_values(np.asarray(columns[spec.name]), spec.name, n))
+            for spec, binning in zip(categorical.specs, categorical.binnings, strict=True)
+        ]
+        tables, index = block_tables(categorical.binnings, categorical.width, codes)
+        if not categorical.m:
+            index = np.zeros((0, n), dtype=np.int64)
+        try:
+            return cls.fit(values, index, tables, settings.variance, settings.z)
+        except ValueError as error:
+            raise ValueError(f"reference data, multivariate drift: {error}") from None
+
+    def observe(
+        self,
+        ring: BucketRing,
+        features: Features,
+        batch: PredictionBatch,
+        slots: IntArray,
+        index: IntArray | None,
+    ) -> None:
+        """Reconstruction error of each event of a checked batch into the ring (missing,
+        non-finite and wrong-type numeric values: the reference mean; categorical: the flat
+        bin ``index`` of :meth:`Features.count`, missing ones as missing)."""
+        specs = features.numeric.specs
+        n = slots.shape[0]
+        raw = [batch.features[spec.name] for spec in specs]
+        if batch.wrong_type or not all(c.dtype.kind in "fiub" for c in raw):
+            columns = []
+            for spec, column in zip(specs, raw, strict=True):
+                converted, bad = numeric_values(np.asarray(column), spec.name, n)
+                marked = batch.wrong_type.get(spec.name)
+                if marked is not None:
+                    bad = np.asarray(marked, dtype=bool) if bad is None else bad | marked
+                columns.append(converted if bad is None else np.where(bad, np.nan, converted))
+            raw = columns
+        codes = np.zeros((0, n), dtype=np.int64) if index is None else index
+        for start in range(0, n, CHUNK):
+            stop = min(start + CHUNK, n)
+            values = np.empty((len(raw), stop - start))
+            for j, column in enumerate(raw):
+                values[j] = column[start:stop]
+            self.count(ring, slots[start:stop], self.errors(values, codes[:, start:stop]))
+
+    @staticmethod
+    def shapes() -> dict[str, tuple[int, ...]]:
+        """The ring statistic: count, sum and sum of squares of the error."""
+        return {STATISTIC: (3,)}
+
     def errors(self, numeric: FloatArray, categorical: IntArray) -> FloatArray:
         """Reconstruction error of each event: (p, n) values and (q, n) flat table indices."""
         n = numeric.shape[1] if numeric.shape[0] else categorical.shape[1]
@@ -247,6 +315,10 @@ class ReconstructionDrift:
         mean = float(sums[1]) / n
         lower, upper = self.band(n)
         return n, mean, lower, upper, not lower <= mean <= upper
+
+    def window_figures(self, ring: BucketRing, min_samples: int) -> MultivariateFigures:
+        """The figures of the ring's window (see :meth:`figures`)."""
+        return MultivariateFigures(METHOD, *self.figures(ring.window(STATISTIC), min_samples))
 
 
 def block_tables(

@@ -26,9 +26,11 @@ import numpy as np
 import numpy.typing as npt
 
 from modelmeter.engine.drift import CategoricalBinning
+from modelmeter.engine.performance import classification_figures, regression_figures
+from modelmeter.engine.snapshot import SegmentFigures
 from modelmeter.engine.windows import BucketRing
 
-__all__ = ["MAX_SEGMENTS", "MAX_SEGMENT_VALUES", "OTHER", "Segments"]
+__all__ = ["MAX_SEGMENTS", "MAX_SEGMENT_VALUES", "OTHER", "Expected", "Segments"]
 
 MAX_SEGMENTS = 3
 MAX_SEGMENT_VALUES = 20
@@ -42,6 +44,12 @@ PREDICTIONS, LABELED, LABELS = 0, 1, 2
 FloatArray = npt.NDArray[np.float64]
 IntArray = npt.NDArray[np.int64]
 BoolArray = npt.NDArray[np.bool_]
+NAN = float("nan")
+
+#: Expected outcomes of scored predictions: (rows scored, their flat confusion index
+#: ``predicted * k``, their calibrated class probabilities (rows, k)); see
+#: :meth:`modelmeter.engine.output.ModelOutput.observe`.
+Expected = tuple[BoolArray, IntArray, FloatArray]
 
 
 class Segments:
@@ -71,14 +79,21 @@ class Segments:
         self.width = max((len(v) for v in self.values), default=1)
         self._others = np.array([b.other for b in self._binnings], dtype=np.int64)
 
-    def shapes(self, k: int | None) -> dict[str, tuple[int, ...]]:
-        """Ring shapes: ``k`` classes (None: regression)."""
+    def shapes(
+        self, k: int | None, expected: bool = False, loss: bool = False
+    ) -> dict[str, tuple[int, ...]]:
+        """Ring shapes: ``k`` classes (None: regression); ``expected``: with estimated
+        performance (scores); ``loss``: with the regression loss estimate."""
         m, w = self.m, self.width
         shapes: dict[str, tuple[int, ...]] = {"segment_ops": (m, w, 3)}
         if k is None:
             shapes["segment_regression"] = (m, w, 3)
         else:
             shapes["segment_confusion"] = (m, w, k, k)
+            if expected:
+                shapes["segment_expected"] = (m, w, k, k)
+        if loss:
+            shapes["segment_loss"] = (m, w, 3)
         return shapes
 
     def codes(self, features: Mapping[str, npt.NDArray[np.generic]]) -> IntArray:
@@ -144,3 +159,115 @@ class Segments:
         index = self._flat(codes, inner, offset)
         w = None if weights is None else np.broadcast_to(weights, index.shape).copy()
         ring.add(name, slots, index, w)
+
+    def observe(
+        self,
+        ring: BucketRing,
+        features: Mapping[str, npt.NDArray[np.generic]],
+        slots: IntArray,
+        valid: BoolArray,
+        losses: FloatArray | None = None,
+        expected: Expected | None = None,
+    ) -> None:
+        """Count predictions per segment value, and their predicted losses (regression, rows
+        with a prediction: ``valid``) or expected outcomes (classification with scores)."""
+        codes = self.codes(features)
+        self.add(ring, "segment_ops", slots, codes, 3, PREDICTIONS)
+        if losses is not None:
+            valid_slots, valid_codes = slots[valid], codes[valid]
+            self.add(ring, "segment_loss", valid_slots, valid_codes, 3, 0)
+            for position in (1, 2):
+                self.add(
+                    ring,
+                    "segment_loss",
+                    valid_slots,
+                    valid_codes,
+                    3,
+                    position,
+                    losses[:, position - 1],
+                )
+        if expected is None:
+            return
+        rows, flat, probabilities = expected
+        k = probabilities.shape[1]
+        for actual in range(k):
+            self.add(
+                ring,
+                "segment_expected",
+                slots[rows],
+                codes[rows],
+                k * k,
+                flat + actual,
+                probabilities[:, actual],
+            )
+
+    def label(
+        self,
+        ring: BucketRing,
+        codes: IntArray,
+        label_slots: IntArray,
+        made_slots: IntArray,
+        valid: BoolArray,
+        confusion: tuple[IntArray, int] | None = None,
+        terms: FloatArray | None = None,
+    ) -> None:
+        """Count labels per segment value (``codes`` from :meth:`check`): by arrival and by
+        prediction time, and, for rows with a prediction (``valid``), their ``confusion``
+        (flat index ``predicted * k + actual`` of those rows, ``k``) or regression ``terms``."""
+        self.add(ring, "segment_ops", label_slots, codes, 3, LABELS)
+        self.add(ring, "segment_ops", made_slots, codes, 3, LABELED)
+        slots, codes = label_slots[valid], codes[valid]
+        if confusion is not None:
+            index, k = confusion
+            self.add(ring, "segment_confusion", slots, codes, k * k, index)
+        elif terms is not None:
+            for position in range(3):
+                self.add(ring, "segment_regression", slots, codes, 3, position, terms[:, position])
+
+    def figures(
+        self,
+        ring: BucketRing,
+        classes: tuple[str, ...],
+        positive: int | None,
+        min_samples: int,
+    ) -> dict[str, dict[str, SegmentFigures]]:
+        """Segment feature -> value -> figures of the window."""
+        ops = ring.window("segment_ops")
+        windows = {
+            name: ring.window(name)
+            for name in ("segment_confusion", "segment_expected", "segment_regression")
+            if name in ring.shapes
+        }
+        loss = ring.window("segment_loss") if "segment_loss" in ring.shapes else None
+        out: dict[str, dict[str, SegmentFigures]] = {}
+        for s, (name, values) in enumerate(zip(self.names, self.values, strict=True)):
+            figures: dict[str, SegmentFigures] = {}
+            for v, value in enumerate(values):
+                predictions = int(ops[s, v, PREDICTIONS])
+                labeled = float(ops[s, v, LABELED])
+                realized = estimated = regression = estimated_regression = None
+                if "segment_confusion" in windows:
+                    realized = classification_figures(
+                        windows["segment_confusion"][s, v], classes, positive, min_samples
+                    )
+                if "segment_expected" in windows:
+                    estimated = classification_figures(
+                        windows["segment_expected"][s, v], classes, positive, min_samples
+                    )
+                if "segment_regression" in windows:
+                    regression = regression_figures(
+                        windows["segment_regression"][s, v], min_samples
+                    )
+                if loss is not None:
+                    estimated_regression = regression_figures(loss[s, v], min_samples)
+                figures[value] = SegmentFigures(
+                    predictions=predictions,
+                    labeled=int(ops[s, v, LABELS]),
+                    label_coverage=min(labeled / predictions, 1.0) if predictions else NAN,
+                    realized=realized,
+                    estimated=estimated,
+                    regression=regression,
+                    estimated_regression=estimated_regression,
+                )
+            out[name] = figures
+        return out
