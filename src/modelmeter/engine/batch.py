@@ -63,7 +63,9 @@ class LabelBatch:
     stored prediction of each labeled event, ``labels`` the actual value. ``segments``
     (models with segments) holds the segment value codes of each labeled prediction, shape
     (n, segments), as :meth:`ModelMonitor.segment_codes` gave them when it was made; -1 (or
-    None for the whole batch) leaves a row out of the segment figures.
+    None for the whole batch) leaves a row out of the segment figures. ``scores`` is not read
+    by the engine (estimated performance comes from the prediction batch's scores); it stays
+    only for callers that still pass it.
 
     >>> import numpy as np
     >>> len(LabelBatch(np.array([5.0]), np.array([1.0]), np.array(["a"]), np.array(["b"])))
