@@ -25,10 +25,10 @@ from modelmeter.spec import (
     DEFAULT_THRESHOLDS,
     ModelSpec,
     SpecError,
-    format_duration,
     load_reference,
     load_spec,
 )
+from modelmeter.units import format_duration
 
 if TYPE_CHECKING:
     from modelmeter.engine import ReferenceData
