@@ -454,6 +454,46 @@ def test_bad_labels_raise_and_change_nothing() -> None:
     assert json.dumps(m.to_checkpoint()) == before
 
 
+def test_checked_batches_count_as_the_raw_ones() -> None:
+    """check() returns the checked batch; observe()/label() of it skip the validation and
+    give exactly the state of the raw batch (the service checks before its commit)."""
+    rng = np.random.default_rng(12)
+    batch = events(rng, 500, 1000.0, 1010.0)
+    labels = labels_for(rng, batch, 2.0)
+    raw, checked = monitor(), monitor()
+    raw.observe(batch, now=1010.0)
+    raw.label(labels, now=1012.0)
+    predictions = checked.check(batch, 1010.0)
+    assert len(predictions) == 500 and predictions.batch is batch
+    label_rows = checked.check(labels, 1012.0)
+    assert len(label_rows) == len(labels)
+    checked.observe(predictions, now=1010.0)
+    checked.label(label_rows, now=1012.0)
+    assert json.dumps(checked.to_checkpoint()) == json.dumps(raw.to_checkpoint())
+    assert checked.snapshot(1015.0).to_dict() == raw.snapshot(1015.0).to_dict()
+    with pytest.raises(ValueError, match="now"):
+        checked.observe(predictions, now=math.inf)
+
+
+def test_a_batch_checked_by_another_monitor_is_validated_again() -> None:
+    rng = np.random.default_rng(13)
+    batch = events(rng, 50, 0.0, 1.0)
+    fine = monitor().check(batch)
+    ref = reference()
+    town = FeatureSpec("town", "categorical")
+    other = ModelMonitor(
+        config(features=(*FEATURES, town)),
+        dataclasses.replace(ref, features={**ref.features, "town": ref.features["city"]}),
+    )
+    before = json.dumps(other.to_checkpoint())
+    with pytest.raises(ValueError, match="'town' is missing"):
+        other.observe(fine)
+    assert json.dumps(other.to_checkpoint()) == before
+    same = monitor()
+    same.observe(fine)  # another monitor of the same configuration: validated, then counted
+    assert same.snapshot(1.0).window_predictions == 50
+
+
 def test_empty_batches_are_fine() -> None:
     m = monitor()
     empty = PredictionBatch(
