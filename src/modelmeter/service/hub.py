@@ -48,6 +48,7 @@ from modelmeter.engine import ModelMonitor, MonitorConfig, ReferenceData, StateT
 from modelmeter.metric_table import series_bound
 from modelmeter.scrape import CollectorState
 from modelmeter.service.entries import ModelEntry, ReplicaUsage, fingerprint
+from modelmeter.service.housekeeping import Housekeeping
 from modelmeter.service.ingest import IngestError, Schema
 from modelmeter.service.ingestion import Ingestion
 from modelmeter.service.labels import label_batch
@@ -56,14 +57,14 @@ from modelmeter.service.references import read_reference
 from modelmeter.service.state import StoreState, model_state
 from modelmeter.settings import Settings
 from modelmeter.spec import ModelSpec, SpecError, load_reference, load_spec
-from modelmeter.store import Expired, ModelRecord, Store
+from modelmeter.store import ModelRecord, Store
 
 __all__ = ["Hub", "ModelEntry", "ReplicaUsage"]
 
 log = logging.getLogger("modelmeter.collector")
 
 
-class Hub(Ingestion):
+class Hub(Ingestion, Housekeeping):
     """All models of one collector, backed by a :class:`~modelmeter.store.Store`."""
 
     def __init__(self, settings: Settings, store: Store) -> None:
@@ -323,80 +324,6 @@ class Hub(Ingestion):
             else:
                 kept.append(event)
         return kept
-
-    # --- ingestion --------------------------------------------------------------------------
-    # --- housekeeping -----------------------------------------------------------------------
-    def checkpoint(self) -> int:
-        """Checkpoint every monitor that changed since its last checkpoint; returns how many."""
-        written = 0
-        with self.lock:
-            for entry in self.models.values():
-                for version, monitor in entry.monitors.items():
-                    seq = entry.applied_seq[version]
-                    if seq <= entry.checkpoint_seq[version]:
-                        continue
-                    data = json.dumps(monitor.to_checkpoint()).encode()
-                    with self.store.transaction() as tx:
-                        tx.put_checkpoint(entry.name, version, seq, data)
-                    entry.checkpoint_seq[version] = seq
-                    written += 1
-        return written
-
-    def expire(self, now: float) -> Expired:
-        """Drop predictions and labels older than the TTL, retire idle versions."""
-        with self.lock:
-            with self.store.transaction() as tx:
-                expired = tx.expire(now - self.settings.label_ttl_seconds)
-            self._count_expired(expired, "ttl")
-            idle = self.settings.version_idle_seconds
-            for entry in self.models.values():
-                self._expire_replicas(entry, now)
-                if idle > 0:
-                    for version in [v for v, t in entry.last_seen.items() if 0 < t < now - idle]:
-                        self._retire(entry, version, "idle")
-        return expired
-
-    def enforce_budget(self) -> StoreState:
-        """Keep the store within MODELMETER_STORE_BUDGET (the oldest stored events expire
-        early, counted), its file near the pages in use and its WAL within
-        MODELMETER_MAX_WAL_BYTES; the usage after."""
-        budget = self.settings.store_budget_bytes
-        with self.lock:
-            self.store.reclaim()
-            usage = self.store.usage()
-            if usage.wal_bytes > self.settings.max_wal_bytes:
-                self.store.truncate_wal()
-                usage = self.store.usage()
-            rounds = 0
-            while budget and usage.total_bytes > budget * 0.95 and rounds < 20:
-                with self.store.transaction() as tx:
-                    expired = tx.expire_oldest(0.05)
-                self._count_expired(expired, "budget")
-                self.store.truncate_wal()
-                usage = self.store.usage()
-                rounds += 1
-            if rounds:
-                log.warning(
-                    "store at its budget (MODELMETER_STORE_BUDGET=%d bytes): the oldest stored "
-                    "events expired early; %d bytes in use now",
-                    budget,
-                    usage.total_bytes,
-                )
-        return StoreState(usage.database_bytes, usage.wal_bytes, budget)
-
-    def _count_expired(self, expired: Expired, reason: str) -> None:
-        """Count what expired unjoined, and take it off the models' waiting counts (kept
-        incrementally: a recount would scan every stored prediction under the lock)."""
-        for kind, per_model in (("predictions", expired.predictions), ("labels", expired.labels)):
-            for model, count in per_model.items():
-                if count:
-                    self.expired_counts[(model, kind, reason)] += count
-        for model, count in expired.predictions.items():
-            if (entry := self.models.get(model)) is not None:
-                entry.pending_labels = max(0, entry.pending_labels - count)
-        for model, count in expired.labels.items():
-            if (entry := self.models.get(model)) is not None:
-                entry.waiting_labels = max(0, entry.waiting_labels - count)
 
     # --- reading ----------------------------------------------------------------------------
     def state(self, now: float) -> CollectorState:
