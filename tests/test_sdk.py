@@ -477,7 +477,7 @@ def test_never_raises_into_the_caller() -> None:
 
 def test_unencodable_values_are_dropped_not_fatal(server: Recorder) -> None:
     client = make_client(server.url)
-    client.log_prediction({"x": object()}, 0)  # orjson cannot encode it
+    client.log_prediction({"x": object()}, 0)  # JSON cannot encode it
     client.log_prediction({"x": 1.0}, 0)
     client.flush(timeout=5)
     client.log_prediction({"x": 2.0}, 0)
