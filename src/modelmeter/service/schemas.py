@@ -1,20 +1,31 @@
 """The documented shapes of the HTTP API (OpenAPI only: bodies are parsed by ``ingest``).
 
-Request bodies are parsed with orjson and validated by hand (fast, and per event), so their
-JSON Schemas are written here for ``/openapi.json``; responses are pydantic models.
+Event bodies are parsed with orjson and validated by hand (fast, and per event), so their
+JSON Schemas are written here for ``/openapi.json``. The model spec is described by the
+pydantic models that validate it (:class:`~modelmeter.spec.SpecDocument`): the request body
+of ``PUT /v1/models/{model}`` and the ``spec`` of the responses come from them, never from a
+copy. Responses are pydantic models.
+
+>>> SPEC_BODY["content"]["application/json"]["schema"]["required"]
+['task', 'features']
 """
 
 from __future__ import annotations
 
+import copy
 from typing import Any
 
-from pydantic import BaseModel
+from pydantic import BaseModel, TypeAdapter
+
+from modelmeter.spec import SpecDocument
+from modelmeter.spec.fields import Task
 
 __all__ = [
     "ERROR_RESPONSES",
     "LABELS_BODY",
     "PREDICTIONS_BODY",
     "SPEC_BODY",
+    "SPEC_SCHEMA",
     "ErrorBody",
     "LabelsResult",
     "ModelDetail",
@@ -53,12 +64,12 @@ class LabelsResult(BaseModel):
 
 class Registered(BaseModel):
     model: str
-    spec: dict[str, Any]
+    spec: SpecDocument
 
 
 class ModelSummary(BaseModel):
     model: str
-    task: str
+    task: Task
     versions: list[str]
 
 
@@ -68,7 +79,7 @@ class ModelList(BaseModel):
 
 class ModelDetail(BaseModel):
     model: str
-    spec: dict[str, Any]
+    spec: SpecDocument
     pending_labels: int
     snapshots: dict[str, dict[str, Any]]
 
@@ -161,32 +172,47 @@ LABELS_BODY: dict[str, Any] = {
     },
 }
 
-_SPEC_SCHEMA = {
-    "type": "object",
-    "required": ["task", "features"],
-    "properties": {
-        "task": {"enum": ["binary", "multiclass", "regression"]},
-        "classes": {"type": "array", "items": {"type": ["string", "integer"]}},
-        "positive_class": {"type": ["string", "integer"]},
-        "features": {"type": "array", "items": {"type": "object"}},
-        "reference": {"type": "object"},
-        "window": {"type": "object"},
-        "min_samples": {"type": "integer"},
-        "thresholds": {"type": "object"},
-    },
-}
+
+def _inline(schema: dict[str, Any]) -> dict[str, Any]:
+    """``schema`` with each ``{"$ref": "#/$defs/X"}`` replaced by ``X`` (none is recursive):
+    a request body in ``openapi_extra`` cannot bring its ``$defs`` into the components."""
+    defs = schema.get("$defs", {})
+
+    def walk(node: Any) -> Any:
+        if isinstance(node, dict):
+            ref = node.get("$ref")
+            if isinstance(ref, str) and ref.startswith("#/$defs/"):
+                target = copy.deepcopy(defs[ref.removeprefix("#/$defs/")])
+                return walk({**target, **{k: v for k, v in node.items() if k != "$ref"}})
+            return {k: walk(v) for k, v in node.items() if k != "$defs"}
+        if isinstance(node, list):
+            return [walk(v) for v in node]
+        return node
+
+    inlined: dict[str, Any] = walk(schema)
+    return inlined
+
+
+#: The JSON Schema of a spec document, from the models that validate it.
+SPEC_SCHEMA: dict[str, Any] = _inline(TypeAdapter(SpecDocument).json_schema())
 
 SPEC_BODY: dict[str, Any] = {
     "required": True,
     "content": {
-        "application/json": {"schema": _SPEC_SCHEMA},
-        "application/yaml": {"schema": {"type": "string"}},
+        "application/json": {"schema": SPEC_SCHEMA},
+        "application/yaml": {
+            "schema": {"type": "string", "description": "the same document, as YAML"}
+        },
         "multipart/form-data": {
             "schema": {
                 "type": "object",
                 "required": ["spec"],
                 "properties": {
-                    "spec": {"type": "string", "format": "binary"},
+                    "spec": {
+                        "type": "string",
+                        "format": "binary",
+                        "description": "the spec document, as JSON or YAML",
+                    },
                     "reference": {"type": "string", "format": "binary"},
                 },
             }

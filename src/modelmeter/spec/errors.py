@@ -50,6 +50,9 @@ class SpecError(ValueError):
             text = f"{len(self.problems)} problems: {text}"
         super().__init__(text)
 
+    def __reduce__(self) -> tuple[type[SpecError], tuple[tuple[tuple[str, str], ...]]]:
+        return type(self), (self.problems,)
+
 
 SpecError.__module__ = "modelmeter.spec"  # its public home (tracebacks, doctests, pickles)
 
@@ -110,10 +113,10 @@ class Problems:
     def raise_if_any(self, value: Any) -> None:
         """Raise them all, those about items in item order, then those about the whole."""
         if self.found or self.others:
-            items = self.others + [
+            items = [
                 InitErrorDetails(type=problem(message), loc=loc, input=value)
                 for loc, message in self.found
-            ]
+            ] + self.others
             items.sort(key=_item_order)
             raise ValidationError.from_exception_data(SPEC, items)
 

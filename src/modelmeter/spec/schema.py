@@ -210,8 +210,6 @@ _Segment = Annotated[str, expect("expected the name of a categorical feature")]
 class SpecDocument(_Document):
     """A model spec (YAML or JSON): what is monitored and how."""
 
-    model_config = ConfigDict(title="ModelSpec")
-
     task: Annotated[Task, expect("expected 'binary', 'multiclass' or 'regression'")]
     classes: Annotated[list[ClassName] | None, expect("expected a list of class values")] = Field(
         default=None, validate_default=True, description="binary: 2 values; multiclass: 2 or more"
