@@ -103,22 +103,22 @@ def build_parser(command: str | None = None) -> argparse.ArgumentParser:
     parser.add_argument("--version", action="version", version=f"modelmeter {__version__}")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
     for name, (module_name, help_text) in COMMANDS.items():
-        cmd = sub.add_parser(
-            name,
-            help=help_text,
-            description=help_text,
-            formatter_class=_HelpFormatter,
-        )
+        module = None
         if command is None or command == name:
             try:
                 module = _import_command(name, module_name)
             except MissingExtra:
                 if command == name:
                     raise
-                cmd.help = f"{help_text} [needs: pip install 'modelmeter[{EXTRAS[name]}]']"
-                continue
-            doc = (module.__doc__ or help_text).strip().splitlines()[0]
-            cmd.description = doc
+                help_text = f"{help_text} [needs: pip install 'modelmeter[{EXTRAS[name]}]']"
+        cmd = sub.add_parser(
+            name,
+            help=help_text,
+            description=help_text,
+            formatter_class=_HelpFormatter,
+        )
+        if module is not None:
+            cmd.description = (module.__doc__ or help_text).strip().splitlines()[0]
             module.configure(cmd)
             cmd.set_defaults(_module=module)
     return parser
