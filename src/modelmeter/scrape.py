@@ -263,15 +263,14 @@ def _add_version(f: Samples, spec: ModelSpec, mv: Labels, snap: Snapshot) -> Non
         _add_figures(f, "model_", mv, snap.realized)
         for cls in spec.classes:
             figures = snap.realized.per_class.get(cls)
-            if figures is None:
-                continue
-            for metric, value in (
-                ("model_class_precision", figures.precision),
-                ("model_class_recall", figures.recall),
-                ("model_class_f1_score", figures.f1),
-            ):
-                if _finite(value):
-                    f[metric].append(((*mv, cls), value))
+            if figures is not None:
+                _add_finite(
+                    f,
+                    (*mv, cls),
+                    ("model_class_precision", figures.precision),
+                    ("model_class_recall", figures.recall),
+                    ("model_class_f1_score", figures.f1),
+                )
     _add_figures(f, "model_estimated_", mv, snap.estimated)
     _add_figures(f, "model_reference_", mv, snap.reference)
     _add_errors(f, "model_", mv, snap.regression)
@@ -285,27 +284,35 @@ def _add_version(f: Samples, spec: ModelSpec, mv: Labels, snap: Snapshot) -> Non
     _add_histogram(f.histogram["model_label_delay_seconds"], mv, snap.label_delay)
 
 
-def _add_figures(
-    f: Samples, prefix: str, mv: Labels, figures: ClassificationFigures | None
-) -> None:
-    if figures is None:
-        return
-    for metric, value in (
-        ("accuracy", figures.accuracy),
-        ("precision", figures.precision),
-        ("recall", figures.recall),
-        ("f1_score", figures.f1),
-    ):
+def _add_finite(f: Samples, labels: Labels, *values: tuple[str, float]) -> None:
+    """``(family, value)`` samples with ``labels``, the NaN ones left out."""
+    for metric, value in values:
         if _finite(value):
-            f[prefix + metric].append((mv, value))
+            f[metric].append((labels, value))
+
+
+def _add_figures(
+    f: Samples, prefix: str, labels: Labels, figures: ClassificationFigures | None
+) -> None:
+    if figures is not None:
+        _add_finite(
+            f,
+            labels,
+            (prefix + "accuracy", figures.accuracy),
+            (prefix + "precision", figures.precision),
+            (prefix + "recall", figures.recall),
+            (prefix + "f1_score", figures.f1),
+        )
 
 
 def _add_errors(f: Samples, prefix: str, labels: Labels, errors: RegressionFigures | None) -> None:
     if errors is not None:
-        if _finite(errors.mae):
-            f[prefix + "mean_absolute_error"].append((labels, errors.mae))
-        if _finite(errors.rmse):
-            f[prefix + "root_mean_squared_error"].append((labels, errors.rmse))
+        _add_finite(
+            f,
+            labels,
+            (prefix + "mean_absolute_error", errors.mae),
+            (prefix + "root_mean_squared_error", errors.rmse),
+        )
 
 
 def _add_segments(f: Samples, spec: ModelSpec, mv: Labels, snap: Snapshot) -> None:
