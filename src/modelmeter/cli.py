@@ -74,11 +74,19 @@ def missing_extra(command: str, error: ModuleNotFoundError) -> str:
     )
 
 
-def _import_command(name: str, module_name: str) -> Any:
-    for dependency in EXTRA_MODULES[EXTRAS[name]]:
+def _absent_dependency(command: str) -> str | None:
+    """The first module of ``command``'s extra that is not installed (found, not imported)."""
+    for dependency in EXTRA_MODULES[EXTRAS[command]]:
         if importlib.util.find_spec(dependency) is None:
-            error = ModuleNotFoundError(f"No module named {dependency!r}", name=dependency)
-            raise MissingExtra(missing_extra(name, error))
+            return dependency
+    return None
+
+
+def _import_command(name: str, module_name: str) -> Any:
+    absent = _absent_dependency(name)
+    if absent is not None:
+        error = ModuleNotFoundError(f"No module named {absent!r}", name=absent)
+        raise MissingExtra(missing_extra(name, error))
     try:
         return importlib.import_module(module_name)
     except ModuleNotFoundError as exc:
@@ -90,8 +98,8 @@ def _import_command(name: str, module_name: str) -> Any:
 def build_parser(command: str | None = None) -> argparse.ArgumentParser:
     """The full parser; only ``command``'s module is imported (all of them when ``None``).
 
-    With ``command=None`` (``modelmeter --help``) a command whose extra is missing is listed
-    with the pip line in its help; with that command chosen, :class:`MissingExtra` is raised.
+    A command whose extra is missing raises :class:`MissingExtra` when it is imported, and is
+    listed with its pip line when it is not (``modelmeter --help``).
     """
     from modelmeter import __version__
 
@@ -105,12 +113,9 @@ def build_parser(command: str | None = None) -> argparse.ArgumentParser:
     for name, (module_name, help_text) in COMMANDS.items():
         module = None
         if command is None or command == name:
-            try:
-                module = _import_command(name, module_name)
-            except MissingExtra:
-                if command == name:
-                    raise
-                help_text = f"{help_text} [needs: pip install 'modelmeter[{EXTRAS[name]}]']"
+            module = _import_command(name, module_name)
+        elif _absent_dependency(name) is not None:
+            help_text = f"{help_text} [needs: pip install 'modelmeter[{EXTRAS[name]}]']"
         cmd = sub.add_parser(
             name,
             help=help_text,
