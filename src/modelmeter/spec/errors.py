@@ -21,12 +21,13 @@ from collections.abc import Callable, Mapping, Sequence
 from typing import Annotated, Any, Union, get_args, get_origin
 
 from pydantic import BaseModel, ValidationError, ValidatorFunctionWrapHandler, WrapValidator
-from pydantic_core import InitErrorDetails, PydanticCustomError
+from pydantic_core import ErrorDetails, InitErrorDetails, PydanticCustomError
 
 __all__ = ["Problems", "SpecError", "along", "expect", "path_of", "problem", "show", "spec_error"]
 
 #: The error type of every message written by modelmeter (pydantic's own have other types).
 SPEC = "spec"
+_UNKNOWN_KEY = ("extra_forbidden", "invalid_key")
 
 
 class SpecError(ValueError):
@@ -186,12 +187,12 @@ def path_of(loc: Sequence[int | str]) -> str:
 def spec_error(exc: ValidationError, model: type[BaseModel]) -> SpecError:
     """Every error of ``exc`` (from validating ``model``) as one :class:`SpecError`."""
     problems = []
-    for error in exc.errors(include_url=False):
+    for error in _unknown_keys_first(exc.errors(include_url=False)):
         loc, kind, value = tuple(error["loc"]), error["type"], error.get("input")
         path = path_of(loc)
         if kind == SPEC:
             message = str((error.get("ctx") or {}).get("message", error["msg"]))
-        elif kind in ("extra_forbidden", "invalid_key"):
+        elif kind in _UNKNOWN_KEY:
             path = f"{path_of(loc[:-1])}.{loc[-1]}" if len(loc) > 1 else str(loc[-1])
             keys = _keys(_type_at(model, loc[:-1]))
             message = f"unknown field; expected one of {', '.join(keys)}"
@@ -206,6 +207,21 @@ def spec_error(exc: ValidationError, model: type[BaseModel]) -> SpecError:
             message = f"{text[:1].lower()}{text[1:]}, got {got(value)}"
         problems.append((path, message))
     return SpecError(problems)
+
+
+def _unknown_keys_first(errors: list[ErrorDetails]) -> list[ErrorDetails]:
+    """The errors, each unknown key moved before the other errors of its mapping (pydantic
+    reports it after them): a misspelt key is the likely cause of the others."""
+    rank: list[float] = []
+    for j, error in enumerate(errors):
+        rank.append(j)
+        if error["type"] in _UNKNOWN_KEY:
+            parent = tuple(error["loc"][:-1])
+            for i, other in enumerate(errors[:j]):
+                if other["type"] not in _UNKNOWN_KEY and other["loc"][: len(parent)] == parent:
+                    rank[j] = i - 1 + j / (len(errors) + 1)
+                    break
+    return [error for _, error in sorted(zip(rank, errors, strict=True), key=lambda p: p[0])]
 
 
 def _unwrap(tp: Any) -> tuple[Any, list[Any]]:

@@ -145,7 +145,7 @@ def _category(value: Any) -> str:
     return str(value)
 
 
-_SCALAR = str | int | float | bool
+_SCALAR = str | float | bool  # JSON Schema "number" takes the integers too
 
 #: A class (``classes``, ``positive_class``): a string or number, kept as its text.
 ClassName = Annotated[

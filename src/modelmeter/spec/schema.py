@@ -6,10 +6,11 @@ are frozen. A field whose check depends on another (``classes`` on ``task``, ``s
 on ``features``) reads the other's validated value, so each problem is found whenever it
 can be, all in one pass (:mod:`modelmeter.spec.checks`).
 
->>> doc = SpecDocument.model_validate({"task": "regression", "features": [{"name": "x", "type": "numeric"}], "window": "1h"})
+>>> feature = {"name": "x", "type": "numeric"}
+>>> doc = SpecDocument.model_validate({"task": "regression", "features": [feature], "window": "1h"})
 >>> doc.features[0].type, doc.window.length if doc.window else None, doc.thresholds
 ('numeric', 3600.0, None)
-"""  # noqa: E501
+"""
 
 from __future__ import annotations
 
@@ -89,7 +90,10 @@ class FeatureDocument(_Document):
     ) -> list[str] | None:
         if info.data.get("type") == "numeric":
             raise problem("only categorical features have categories")
-        return along(handler, value, checks.duplicates(checks.texts(value), "category"))  # type: ignore[no-any-return]
+        categories: list[str] | None = along(
+            handler, value, checks.duplicates(checks.texts(value), "category")
+        )
+        return categories
 
 
 class ReferenceDocument(_Document):
@@ -246,9 +250,12 @@ class SpecDocument(_Document):
     ) -> list[str] | None:
         task = info.data.get("task")
         checks.class_list(value, task)
+        classes: list[str] | None
         if task == "regression" or not isinstance(value, list):
-            return handler(value)  # type: ignore[no-any-return]
-        return along(handler, value, checks.class_values(value, task))  # type: ignore[no-any-return]
+            classes = handler(value)
+        else:
+            classes = along(handler, value, checks.class_values(value, task))
+        return classes
 
     @field_validator("positive_class", mode="wrap")
     @classmethod
@@ -268,7 +275,10 @@ class SpecDocument(_Document):
             else None
             for item in (value if isinstance(value, list) else [])
         ]
-        return along(handler, value, checks.duplicates(names, "feature name", key="name"))  # type: ignore[no-any-return]
+        features: list[FeatureDocument] = along(
+            handler, value, checks.duplicates(names, "feature name", key="name")
+        )
+        return features
 
     @field_validator("reference")
     @classmethod
@@ -287,4 +297,5 @@ class SpecDocument(_Document):
         features = info.data.get("features")
         if features is not None and isinstance(value, list) and 1 <= len(value) <= MAX_SEGMENTS:
             checks.segments(value, features)
-        return handler(value)  # type: ignore[no-any-return]
+        segments: list[str] | None = handler(value)
+        return segments
