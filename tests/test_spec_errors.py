@@ -153,3 +153,16 @@ def test_spec_error_from_a_validation_error_directly() -> None:
     error = spec_error(info.value, SpecDocument)
     assert [path for path, _ in error.problems] == ["features", "min_samples"]
     assert str(error).startswith("2 problems: features: expected a non-empty list")
+
+
+def test_numbers_too_large_for_text_are_problems_not_crashes() -> None:
+    huge = 10**5000  # str() of it raises ValueError (Python's int-to-str digit limit)
+    document = _base() | {"classes": [huge, 1], "positive_class": huge}
+    document["features"][1]["categories"] = ["a", huge]
+    problems = _problems(document)
+    assert [path for path, _ in problems] == [
+        "classes[0]",
+        "positive_class",
+        "features[1].categories[1]",
+    ]
+    assert all(message.endswith("got a number too large") for _, message in problems)

@@ -16,7 +16,7 @@ pydantic_core._pydantic_core.PydanticCustomError: length 1m5s must be a whole mu
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any
 
 from modelmeter.spec.errors import Problems, got, problem, show
@@ -25,6 +25,7 @@ from modelmeter.spec.fields import (
     MAX_CLASSES,
     MAX_SEGMENT_VALUES,
     MAX_SEGMENTS,
+    scalar_text,
 )
 from modelmeter.units import format_duration
 
@@ -85,9 +86,7 @@ def positive_class(
 
 def texts(value: Any) -> list[str | None]:
     """The items of a raw list as class or category text (``None``: no such value)."""
-    if not isinstance(value, list):
-        return []
-    return [None if v is None or isinstance(v, Mapping | list | tuple) else str(v) for v in value]
+    return [scalar_text(v) for v in value] if isinstance(value, list) else []
 
 
 def duplicates(values: Sequence[str | None], what: str, *, key: str | None = None) -> Problems:

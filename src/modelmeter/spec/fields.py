@@ -21,7 +21,7 @@ from dataclasses import dataclass
 from typing import Annotated, Any, Literal
 
 from pydantic import AfterValidator, BeforeValidator, Field, GetCoreSchemaHandler, PlainValidator
-from pydantic_core import core_schema
+from pydantic_core import PydanticCustomError, core_schema
 
 from modelmeter.names import NAME_PATTERNS, is_name, name_rule
 from modelmeter.spec.errors import expect, got, problem, show
@@ -47,6 +47,7 @@ __all__ = [
     "Share",
     "Task",
     "Whole",
+    "scalar_text",
 ]
 
 Task = Literal["binary", "multiclass", "regression"]
@@ -129,20 +130,36 @@ class Share(_Constrained):
 # --------------------------------------------------------------------------- text values
 
 
-def _class_name(value: Any) -> str:
-    """A class value: any scalar as its ``str`` (as the collector reads JSON values)."""
+def scalar_text(value: Any) -> str | None:
+    """A class or category value as text: any scalar as its ``str`` (as the collector reads
+    JSON values); ``None`` for no scalar (null, a list, a mapping) or a number too large."""
     if value is None or isinstance(value, Mapping | list | tuple):
-        raise problem(f"expected a string or number, got {show(value)}")
-    name = str(value)
+        return None
+    if isinstance(value, int) and abs(value) > 10**30:
+        return None
+    return str(value)
+
+
+def _no_text(value: Any) -> PydanticCustomError:
+    if isinstance(value, int):  # too large: 10**30 and more
+        return problem(f"expected a string or a number of at most 30 digits, got {show(value)}")
+    return problem(f"expected a string or number, got {show(value)}")
+
+
+def _class_name(value: Any) -> str:
+    name = scalar_text(value)
+    if name is None:
+        raise _no_text(value)
     if not name or len(name) > MAX_CLASS_LENGTH or not name.isprintable():
         raise problem(f"expected 1 to {MAX_CLASS_LENGTH} printable characters, got {show(value)}")
     return name
 
 
 def _category(value: Any) -> str:
-    if value is None or isinstance(value, Mapping | list | tuple):
-        raise problem(f"expected a string or number, got {show(value)}")
-    return str(value)
+    text = scalar_text(value)
+    if text is None:
+        raise _no_text(value)
+    return text
 
 
 _SCALAR = str | float | bool  # JSON Schema "number" takes the integers too
