@@ -205,3 +205,18 @@ def dashboard_server(prom_url: str, refresh_seconds: float = 1.0) -> Iterator[st
 def collector(tmp: Path) -> ManagedProcess:
     """The real collector (``python -m modelmeter collector``) on a free port, not started."""
     return collector_process(tmp)
+
+
+def empty_answers() -> dict[str, Any]:
+    """Prometheus answers of a fetch with no data at all (for ``build_view`` without a server)."""
+    empty_vector = {"resultType": "vector", "result": []}
+    empty_matrix = {"resultType": "matrix", "result": []}
+    return {
+        "alerts": {"alerts": []},
+        "instant": empty_vector,
+        "derived": empty_vector,
+        "perf": empty_matrix,
+        "ops": empty_matrix,
+        "drift": empty_matrix,
+        "resources": empty_matrix,
+    }

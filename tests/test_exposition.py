@@ -6,34 +6,32 @@ the snapshots, scikit-learn, and ``promtool check metrics``."""
 from __future__ import annotations
 
 import dataclasses
-import json
 import math
 import subprocess
 import time
-from pathlib import Path
-from typing import Any
 
 import numpy as np
-import pandas as pd
-import psutil
 import pytest
 from prometheus_client import REGISTRY, CollectorRegistry, Counter, generate_latest
 from prometheus_client.parser import text_string_to_metric_families
-from sklearn.datasets import load_breast_cancer, load_diabetes, load_wine
-from sklearn.linear_model import LogisticRegression, Ridge
 from sklearn.metrics import (
     accuracy_score,
     confusion_matrix,
-    mean_absolute_error,
-    mean_squared_error,
-    multilabel_confusion_matrix,
     precision_recall_fscore_support,
 )
-from sklearn.pipeline import make_pipeline
-from sklearn.preprocessing import StandardScaler
 
+from exposition_support import (
+    LABELED,
+    NOW,
+    T0,
+    Scenario,
+    breast_cancer_model,
+    lines,
+    make_scenario,
+    sample_value,
+)
 from helpers import require_binary
-from modelmeter.engine import LabelBatch, ModelMonitor, PredictionBatch, ReferenceData, Snapshot
+from modelmeter.engine import ModelMonitor, PredictionBatch
 from modelmeter.exposition import (
     METRICS,
     CollectorState,
@@ -45,118 +43,17 @@ from modelmeter.exposition import (
     render,
     series_bound,
 )
-from modelmeter.service.state import ServingResources, StoreState
-from modelmeter.spec import ModelSpec, load_reference, load_spec
-
-EXAMPLES = Path(__file__).resolve().parents[1] / "examples"
-T0 = 1_700_000_000.0
-NOW = T0 + 200.0
-LABELED = 400  # the first 400 predictions get their label
-
-
-@dataclasses.dataclass
-class Scenario:
-    """The breast-cancer example model, monitored with real data and real labels."""
-
-    spec: ModelSpec
-    monitor: ModelMonitor
-    empty: ModelMonitor  # a second version that has seen no traffic yet
-    predictions: np.ndarray
-    labels: np.ndarray
-    latency: np.ndarray
-    resources: ServingResources
-
-    def state(self, **changes: Any) -> CollectorState:
-        model = ModelState(
-            name="cancer",
-            spec=self.spec,
-            snapshots={"v1": self.monitor.snapshot(NOW), "v2": self.empty.snapshot(NOW)},
-            pending_labels=len(self.predictions) - LABELED,
-            resources={("v1", "replica-1"): self.resources},
-            waiting_labels=3,
-            last_prediction=NOW,
-            dropped={("replica-1", "predictions"): 5},
-        )
-        model = dataclasses.replace(model, **changes)
-        return CollectorState(
-            models=[model],
-            ingest={
-                ("cancer", "predictions", "accepted"): len(self.predictions),
-                ("cancer", "labels", "accepted"): LABELED,
-            },
-            expired={("cancer", "predictions", "ttl"): 2, ("gone", "labels", "ttl"): 1},
-            retired={("cancer", "capacity"): 1},
-            store=StoreState(4096, 1024, budget_bytes=10**9),
-        )
-
-
-def _breast_cancer_model(spec: ModelSpec) -> tuple[pd.DataFrame, np.ndarray, Any]:
-    data = load_breast_cancer(as_frame=True)
-    frame = data.frame.rename(columns=lambda c: c.replace(" ", "_"))
-    x = frame[list(spec.feature_names)]
-    y = np.asarray(data.target_names, dtype=object)[frame["target"]]
-    model = make_pipeline(StandardScaler(), LogisticRegression(max_iter=1000, random_state=0))
-    model.fit(x.iloc[::2], y[::2])  # seeded and deterministic (lbfgs)
-    return x, y, model
+from modelmeter.spec import load_reference
 
 
 @pytest.fixture(scope="module")
 def scenario() -> Scenario:
-    spec = load_spec(EXAMPLES / "binary-spec.yaml")
-    reference = load_reference(spec)
-    x, y, model = _breast_cancer_model(spec)
-    positive = list(model.classes_).index("malignant")
-    latency = np.empty(len(x))
-    scores = np.empty(len(x))
-    for i in range(len(x)):  # one real prediction per event, timed
-        start = time.perf_counter()
-        scores[i] = model.predict_proba(x.iloc[i : i + 1])[0, positive]
-        latency[i] = time.perf_counter() - start
-    predictions = np.where(scores >= 0.5, "malignant", "benign").astype(object)
-    timestamps = (T0 + np.arange(len(x)) * 0.25).astype(np.float64)
-    monitor = ModelMonitor(spec.monitor_config(), reference)
-    monitor.observe(
-        PredictionBatch(
-            timestamps=timestamps,
-            features={name: x[name].to_numpy(np.float64) for name in spec.feature_names},
-            predictions=predictions,
-            scores=scores,
-            latency_seconds=latency,
-        )
-    )
-    monitor.label(
-        LabelBatch(
-            label_timestamps=(T0 + 150 + np.arange(LABELED) * 0.125).astype(np.float64),
-            prediction_timestamps=timestamps[:LABELED],
-            predictions=predictions[:LABELED],
-            labels=y[:LABELED],
-            scores=scores[:LABELED],
-        )
-    )
-    process = psutil.Process()
-    cpu = process.cpu_times()
-    resources = ServingResources(
-        cpu_ratio=(cpu.user + cpu.system) / max(time.time() - process.create_time(), 1e-3),
-        memory_bytes=float(process.memory_info().rss),
-    )
-    empty = ModelMonitor(spec.monitor_config(), reference)
-    return Scenario(spec, monitor, empty, predictions, y, latency, resources)
+    return make_scenario()
 
 
 @pytest.fixture
 def registry(scenario: Scenario) -> ExpositionRegistry:
     return build_registry(scenario.state)
-
-
-def _value(registry: CollectorRegistry, name: str, labels: dict[str, str]) -> float:
-    """A sample value that must be there."""
-    value = registry.get_sample_value(name, labels)
-    assert value is not None, (name, labels)
-    return value
-
-
-def _lines(body: str, family: str) -> list[str]:
-    return [line for line in body.splitlines() if line.split("{")[0].split(" ")[0] == family]
 
 
 # --------------------------------------------------------------------------- golden text
@@ -234,7 +131,7 @@ def test_golden_lines(registry: ExpositionRegistry) -> None:
         "model_label_delay_seconds_count",
         "model_label_delay_seconds_sum",
     }
-    got = [line for family in families for line in _lines(body, family)]
+    got = [line for family in families for line in lines(body, family)]
     assert [line for line in got if 'version="v2"' not in line] == golden_lines  # v2: see below
     assert wanted <= set(families)
 
@@ -254,7 +151,7 @@ def test_every_family_is_present_with_help_and_type(registry: ExpositionRegistry
     assert parsed["process_resident_memory_bytes"].samples[0].value > 0
     assert "python_info" in parsed
     # these families have samples in this scenario (the model is binary with scores and labels)
-    empty = {d.name for d in METRICS if not _lines(body, _sample_name(d))}
+    empty = {d.name for d in METRICS if not lines(body, _sample_name(d))}
     assert empty == {
         "model_mean_absolute_error",
         "model_root_mean_squared_error",
@@ -372,7 +269,7 @@ def test_latency_histogram_is_cumulative(registry: ExpositionRegistry, scenario:
     inf = {**mv, "le": "+Inf"}
     assert registry.get_sample_value("model_prediction_latency_seconds_bucket", inf) == len(latency)
     assert registry.get_sample_value("model_prediction_latency_seconds_count", mv) == len(latency)
-    exported_sum = _value(registry, "model_prediction_latency_seconds_sum", mv)
+    exported_sum = sample_value(registry, "model_prediction_latency_seconds_sum", mv)
     assert exported_sum == snap.latency.sum
     assert math.isclose(exported_sum, float(latency.sum()), rel_tol=1e-9)
 
@@ -383,14 +280,14 @@ def test_realized_figures_match_sklearn(registry: ExpositionRegistry, scenario: 
     mv = {"model": "cancer", "version": "v1"}
     value = registry.get_sample_value
     assert math.isclose(
-        _value(registry, "model_accuracy", mv), accuracy_score(y_true, y_pred), abs_tol=1e-12
+        sample_value(registry, "model_accuracy", mv), accuracy_score(y_true, y_pred), abs_tol=1e-12
     )
     precision, recall, f1, _ = precision_recall_fscore_support(
         y_true, y_pred, pos_label="malignant", average="binary"
     )
-    assert math.isclose(_value(registry, "model_precision", mv), precision, abs_tol=1e-12)
-    assert math.isclose(_value(registry, "model_recall", mv), recall, abs_tol=1e-12)
-    assert math.isclose(_value(registry, "model_f1_score", mv), f1, abs_tol=1e-12)
+    assert math.isclose(sample_value(registry, "model_precision", mv), precision, abs_tol=1e-12)
+    assert math.isclose(sample_value(registry, "model_recall", mv), recall, abs_tol=1e-12)
+    assert math.isclose(sample_value(registry, "model_f1_score", mv), f1, abs_tol=1e-12)
     classes = ["benign", "malignant"]
     matrix = confusion_matrix(y_true, y_pred, labels=classes)  # rows: actual, columns: predicted
     for a, actual in enumerate(classes):
@@ -415,7 +312,7 @@ def test_reference_figures_match_sklearn(registry: ExpositionRegistry, scenario:
     for version in ("v1", "v2"):  # v2 has seen no traffic: the reference figure is there anyway
         mv = {"model": "cancer", "version": version}
         for name, figure in expected.items():
-            assert math.isclose(_value(registry, name, mv), figure, abs_tol=1e-12), name
+            assert math.isclose(sample_value(registry, name, mv), figure, abs_tol=1e-12), name
 
 
 def test_nan_figures_are_omitted(registry: ExpositionRegistry, scenario: Scenario) -> None:
@@ -458,7 +355,7 @@ def test_nan_figures_are_omitted(registry: ExpositionRegistry, scenario: Scenari
 def test_drift_below_min_samples_is_omitted(scenario: Scenario) -> None:
     spec = dataclasses.replace(scenario.spec, min_samples=1000)
     monitor = ModelMonitor(spec.monitor_config(), load_reference(scenario.spec))
-    x, _, _ = _breast_cancer_model(spec)
+    x, _, _ = breast_cancer_model(spec)
     monitor.observe(
         PredictionBatch(
             timestamps=(T0 + np.arange(len(x)) * 0.25).astype(np.float64),
@@ -469,206 +366,10 @@ def test_drift_below_min_samples_is_omitted(scenario: Scenario) -> None:
     state = CollectorState(models=[ModelState("cancer", spec, {"v1": monitor.snapshot(NOW)})])
     body = render(build_registry(lambda: state)).decode()
     for family in ("model_feature_drift", "model_feature_drift_detected", "model_drift_detected"):
-        assert _lines(body, family) == [], family
-    assert _lines(body, "model_window_predictions") == [
+        assert lines(body, family) == [], family
+    assert lines(body, "model_window_predictions") == [
         'model_window_predictions{model="cancer",version="v1"} 569.0'
     ]
-
-
-# --------------------------------------------------------------------------- labels
-
-
-def _label_values(body: str, name: str) -> set[str]:
-    return {
-        sample.labels[name]
-        for family in text_string_to_metric_families(body)
-        for sample in family.samples
-        if name in sample.labels and family.name.startswith("model")
-    }
-
-
-def test_labels_come_only_from_the_spec(scenario: Scenario) -> None:
-    snap = scenario.monitor.snapshot(NOW)
-    assert snap.realized is not None
-    poisoned = dataclasses.replace(
-        snap,
-        drift={**snap.drift, "evil_feature": snap.drift["mean_radius"]},
-        quality_window_ratio={**snap.quality_window_ratio, "evil_feature": {"evil_issue": 0.5}},
-        quality_total={
-            **snap.quality_total,
-            "evil_feature": {"missing": 3},
-            "mean_radius": {**snap.quality_total["mean_radius"], "evil_issue": 2},
-        },
-        confusion_total={**snap.confusion_total, ("evil_class", "benign"): 7},
-        realized=dataclasses.replace(
-            snap.realized,
-            per_class={**snap.realized.per_class, "evil_class": snap.realized.per_class["benign"]},
-        ),
-    )
-    state = CollectorState(
-        models=[
-            ModelState(
-                "cancer",
-                scenario.spec,
-                {"v1": poisoned, "bad version": snap, "x" * 65: snap},
-                resources={
-                    ("v1", "evil replica"): scenario.resources,
-                    ("v 2", "r1"): scenario.resources,
-                },
-            )
-        ],
-        ingest={
-            ("cancer", "predictions", "accepted"): 3,
-            ("unregistered", "predictions", "rejected"): 5,
-            ("cancer", "evil_kind", "accepted"): 1,
-            ("cancer", "labels", "evil_outcome"): 1,
-        },
-    )
-    body = render(build_registry(lambda: state)).decode()
-    assert "evil" not in body and "unregistered" not in body
-    assert _label_values(body, "model") == {"cancer"}
-    assert _label_values(body, "version") == {"v1"}
-    assert _label_values(body, "feature") == set(scenario.spec.feature_names)
-    assert _label_values(body, "class") == {"benign", "malignant"}
-    assert _label_values(body, "predicted_class") == {"benign", "malignant"}
-    assert _label_values(body, "issue") == {"missing", "out_of_range", "wrong_type"}
-    assert _lines(body, "model_serving_cpu_ratio") == []
-    assert _lines(body, "modelmeter_ingest_events_total") == [
-        'modelmeter_ingest_events_total{kind="predictions",model="cancer",outcome="accepted"} 3.0'
-    ]
-
-
-def test_label_values_are_escaped_like_the_client(scenario: Scenario) -> None:
-    classes = ('say "benign"', "back\\slash malignant")
-    rename = {"benign": classes[0], "malignant": classes[1]}
-    spec = load_spec(
-        {**scenario.spec.to_dict(), "classes": list(classes), "positive_class": classes[1]}
-    )
-    reference = load_reference(scenario.spec)
-    renamed = ReferenceData(
-        features=reference.features,
-        predictions=np.array([rename[v] for v in reference.predictions], dtype=object),
-        labels=np.array([rename[v] for v in reference.labels], dtype=object),
-        scores=reference.scores,
-    )
-    monitor = ModelMonitor(spec.monitor_config(), renamed)
-    predictions = np.array([rename[v] for v in scenario.predictions[:LABELED]], dtype=object)
-    monitor.label(
-        LabelBatch(
-            label_timestamps=np.full(LABELED, T0 + 10),
-            prediction_timestamps=np.full(LABELED, T0),
-            predictions=predictions,
-            labels=np.array([rename[v] for v in scenario.labels[:LABELED]], dtype=object),
-        )
-    )
-    state = CollectorState(
-        models=[ModelState('the "odd"\nmodel', spec, {"v1": monitor.snapshot(NOW)})]
-    )
-    collector = ModelMetricsCollector(lambda: state)
-    only = CollectorRegistry()
-    only.register(collector)
-    text = collector.expose()
-    assert text == generate_latest(only).decode()
-    assert 'class="back\\\\slash malignant"' in text
-    assert 'model="the \\"odd\\"\\nmodel"' in text
-    parsed = _label_values(text, "class")
-    assert parsed == set(classes)
-
-
-# --------------------------------------------------------------------------- other tasks
-
-
-def test_multiclass_outcomes_match_sklearn() -> None:
-    spec = load_spec(EXAMPLES / "multiclass-spec.yaml")
-    data = load_wine(as_frame=True)
-    x = data.frame[list(spec.feature_names)]
-    y = np.asarray(data.target_names, dtype=object)[data.frame["target"]]
-    model = make_pipeline(StandardScaler(), LogisticRegression(max_iter=1000, random_state=0))
-    model.fit(x.iloc[::3], y[::3])
-    predictions = model.predict(x).astype(object)
-    monitor = ModelMonitor(spec.monitor_config(), load_reference(spec))
-    timestamps = T0 + np.arange(len(x), dtype=np.float64)
-    monitor.observe(
-        PredictionBatch(
-            timestamps=timestamps,
-            features={name: x[name].to_numpy(np.float64) for name in spec.feature_names},
-            predictions=predictions,
-            scores=model.predict_proba(x),
-        )
-    )
-    monitor.label(LabelBatch(timestamps + 1, timestamps, predictions, y))
-    state = CollectorState(models=[ModelState("wine", spec, {"v1": monitor.snapshot(T0 + 300)})])
-    registry = build_registry(lambda: state)
-    value = registry.get_sample_value
-    mv = {"model": "wine", "version": "v1"}
-    classes = list(spec.classes)
-    per_class = multilabel_confusion_matrix(y, predictions, labels=classes)  # [[tn, fp], [fn, tp]]
-    for cls, ((_, fp), (fn, tp)) in zip(classes, per_class, strict=True):
-        for outcome, expected in (("tp", tp), ("fp", fp), ("fn", fn)):
-            labels = {**mv, "class": cls, "outcome": outcome}
-            assert value("model_classification_outcomes_total", labels) == expected
-    precision, recall, f1, _ = precision_recall_fscore_support(y, predictions, average="macro")
-    assert math.isclose(_value(registry, "model_precision", mv), precision, abs_tol=1e-12)
-    assert math.isclose(_value(registry, "model_recall", mv), recall, abs_tol=1e-12)
-    assert math.isclose(_value(registry, "model_f1_score", mv), f1, abs_tol=1e-12)
-    reference = load_reference(spec)
-    ref_true, ref_pred = reference.labels.astype(str), reference.predictions.astype(str)
-    precision, recall, f1, _ = precision_recall_fscore_support(ref_true, ref_pred, average="macro")
-    for name, expected in (
-        ("model_reference_accuracy", accuracy_score(ref_true, ref_pred)),
-        ("model_reference_precision", precision),
-        ("model_reference_recall", recall),
-        ("model_reference_f1_score", f1),
-    ):
-        assert math.isclose(_value(registry, name, mv), expected, abs_tol=1e-12), name
-    assert value("model_positive_class_info", {**mv, "class": "class_0"}) is None
-    assert value("model_info", {**mv, "task": "multiclass"}) == 1.0
-
-
-def test_regression_errors_match_sklearn() -> None:
-    spec = load_spec(EXAMPLES / "regression-spec.yaml")
-    data = load_diabetes(as_frame=True, scaled=False)
-    x = data.frame[list(spec.feature_names)]
-    y = data.frame["target"].to_numpy(np.float64)
-    model = make_pipeline(StandardScaler(), Ridge(alpha=1.0)).fit(x.iloc[::2], y[::2])
-    predictions = model.predict(x)
-    features: dict[str, np.ndarray] = {n: x[n].to_numpy(np.float64) for n in spec.feature_names}
-    features["sex"] = np.array([str(int(v)) for v in x["sex"]], dtype=object)
-    timestamps = T0 + np.arange(len(x), dtype=np.float64) * 0.5
-    monitor = ModelMonitor(spec.monitor_config(), load_reference(spec))
-    monitor.observe(PredictionBatch(timestamps, features, predictions))
-    monitor.label(LabelBatch(timestamps + 5, timestamps, predictions, y))
-    snapshot: Snapshot = monitor.snapshot(T0 + 600)
-    state = CollectorState(models=[ModelState("diabetes", spec, {"v1": snapshot})])
-    registry = build_registry(lambda: state)
-    mv = {"model": "diabetes", "version": "v1"}
-    mae = _value(registry, "model_mean_absolute_error", mv)
-    rmse = _value(registry, "model_root_mean_squared_error", mv)
-    assert math.isclose(mae, mean_absolute_error(y, predictions), rel_tol=1e-9)
-    assert math.isclose(rmse, math.sqrt(mean_squared_error(y, predictions)), rel_tol=1e-9)
-    reference = load_reference(spec)
-    ref_true = np.asarray(reference.labels, np.float64)
-    ref_pred = np.asarray(reference.predictions, np.float64)
-    ref_mae = _value(registry, "model_reference_mean_absolute_error", mv)
-    ref_rmse = _value(registry, "model_reference_root_mean_squared_error", mv)
-    assert math.isclose(ref_mae, mean_absolute_error(ref_true, ref_pred), abs_tol=1e-12)
-    assert math.isclose(ref_rmse, math.sqrt(mean_squared_error(ref_true, ref_pred)), abs_tol=1e-12)
-    estimated = snapshot.estimated_regression  # pinned against scikit-learn in test_engine_dle
-    assert estimated is not None
-    assert _value(registry, "model_estimated_mean_absolute_error", mv) == estimated.mae
-    assert _value(registry, "model_estimated_root_mean_squared_error", mv) == estimated.rmse
-    body = render(registry).decode()
-    assert _lines(body, "model_accuracy") == []
-    assert _lines(body, "model_reference_accuracy") == []
-    assert _lines(body, "model_labeled_predictions_total") == []
-    assert _label_values(body, "issue") >= {"unseen_category", "out_of_range"}
-    sex_issues = {
-        s.labels["issue"]
-        for f in text_string_to_metric_families(body)
-        for s in f.samples
-        if s.labels.get("feature") == "sex" and f.name == "model_feature_quality_ratio"
-    }
-    assert sex_issues == {"missing", "unseen_category", "wrong_type"}
 
 
 # --------------------------------------------------------------------------- registry
@@ -704,76 +405,3 @@ def test_each_scrape_calls_the_provider_once(scenario: Scenario) -> None:
     render(registry)
     render(registry)
     assert len(calls) == 2
-
-
-# --------------------------------------------------------------------------- segments
-
-
-@pytest.mark.parametrize("task", ["binary", "regression"])
-def test_segment_series_are_fixed_by_the_spec_and_within_the_bound(task: str) -> None:
-    """Every segment value of the spec (categories, or the reference's vocabulary) plus
-    ``other`` is exported, whatever the traffic sent; the bound counts them."""
-    from modelmeter.exposition import segment_values
-
-    rng = np.random.default_rng(9)
-    n = 400
-    doc: dict[str, Any] = {
-        "task": task,
-        "features": [
-            {"name": "x", "type": "numeric"},
-            {"name": "country", "type": "categorical", "categories": ["de", "fr"]},
-            {"name": "channel", "type": "categorical"},
-        ],
-        "min_samples": 10,
-        "segments": ["country", "channel"],
-    }
-    if task == "binary":
-        doc |= {"classes": ["no", "yes"], "reference": {"score": "score"}}
-    spec = load_spec(json.dumps(doc))
-    x = rng.normal(size=n)
-    score = 1 / (1 + np.exp(-x))
-    frame = pd.DataFrame(
-        {
-            "x": x,
-            "country": rng.choice(["de", "fr"], n),
-            "channel": rng.choice(["app", "web"], n),
-            "prediction": np.where(score > 0.5, "yes", "no") if task == "binary" else 2 * x,
-            "label": np.where(rng.random(n) < score, "yes", "no") if task == "binary" else x,
-            "score": score,
-        }
-    )
-    reference = load_reference(spec, data=frame.to_csv(index=False).encode())
-    monitor = ModelMonitor(spec.monitor_config(), reference)
-    live = frame.copy()
-    live["country"] = rng.choice(["de", "fr", 'evil"}', "zz"], n)  # unseen values: other
-    features = {
-        "x": live["x"].to_numpy(),
-        "country": live["country"].to_numpy(object),
-        "channel": live["channel"].to_numpy(object),
-    }
-    ts = np.full(n, T0)
-    predictions = live["prediction"].to_numpy(object if task == "binary" else np.float64)
-    monitor.observe(
-        PredictionBatch(ts, features, predictions, scores=score if task == "binary" else None)
-    )
-    labels = live["label"].to_numpy(object if task == "binary" else np.float64)
-    monitor.label(
-        LabelBatch(ts + 1, ts, predictions, labels, segments=monitor.segment_codes(features))
-    )
-    state = CollectorState(models=[ModelState("m", spec, {"v1": monitor.snapshot(T0 + 2)})])
-    body = render(build_registry(lambda: state)).decode()
-    segment_lines = [line for line in body.splitlines() if line.startswith("model_segment_")]
-    values = {(line.split('segment="')[1].split('"')[0], line.split('value="')[1].split('"')[0])
-              for line in segment_lines}  # fmt: skip
-    assert values == {
-        ("country", "de"), ("country", "fr"), ("country", "other"),
-        ("channel", "app"), ("channel", "web"), ("channel", "other"),
-    }  # fmt: skip
-    assert "evil" not in body and "zz" not in body
-    per_value = 11 if task == "binary" else 7
-    # every figure of the values with traffic; channel "other" had none: only its volume
-    assert len(segment_lines) == per_value * 5 + 2
-    assert segment_values(spec) == 3 + 21  # channel: up to 20 reference values, plus other
-    series = [line for line in body.splitlines() if line and not line.startswith("#")
-              and 'model="m"' in line]  # fmt: skip
-    assert len(series) <= series_bound(spec, versions=1, replicas=0)
