@@ -38,7 +38,6 @@ from exposition_support import (
 from modelmeter.engine import LabelBatch, ModelMonitor, PredictionBatch, ReferenceData, Snapshot
 from modelmeter.exposition import (
     CollectorState,
-    ExpositionRegistry,
     ModelMetricsCollector,
     ModelState,
     build_registry,
@@ -51,11 +50,6 @@ from modelmeter.spec import load_reference, load_spec
 @pytest.fixture(scope="module")
 def scenario() -> Scenario:
     return make_scenario()
-
-
-@pytest.fixture
-def registry(scenario: Scenario) -> ExpositionRegistry:
-    return build_registry(scenario.state)
 
 
 # --------------------------------------------------------------------------- labels
