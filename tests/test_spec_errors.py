@@ -166,3 +166,12 @@ def test_numbers_too_large_for_text_are_problems_not_crashes() -> None:
         "features[1].categories[1]",
     ]
     assert all(message.endswith("got a number too large") for _, message in problems)
+    assert load_spec(_base() | {"classes": [10**40, 1]}).classes == (str(10**40), "1")
+
+
+def test_segments_of_any_shape_are_problems() -> None:
+    problems = _problems(_base() | {"segments": [["station"], {"a": 1}, "station"]})
+    assert problems == [
+        ("segments[0]", "expected the name of a categorical feature ['station'], got a list of 1"),
+        ("segments[1]", "expected the name of a categorical feature ['station'], got a mapping"),
+    ]

@@ -156,7 +156,8 @@ def segments(names: Sequence[Any], features: Sequence[FeatureDocument]) -> None:
                 f"feature {name!r} has {len(feature.categories)} categories; a segment may have "
                 f"at most {MAX_SEGMENT_VALUES}",
             )
-        seen.add(name)
+        if isinstance(name, str):
+            seen.add(name)
     problems.raise_if_any(list(names))
 
 

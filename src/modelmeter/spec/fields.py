@@ -132,17 +132,18 @@ class Share(_Constrained):
 
 def scalar_text(value: Any) -> str | None:
     """A class or category value as text: any scalar as its ``str`` (as the collector reads
-    JSON values); ``None`` for no scalar (null, a list, a mapping) or a number too large."""
+    JSON values); ``None`` for no scalar (null, a list, a mapping) or a number too long."""
     if value is None or isinstance(value, Mapping | list | tuple):
         return None
-    if isinstance(value, int) and abs(value) > 10**30:
+    try:
+        return str(value)
+    except ValueError:  # an int beyond Python's int-to-str digit limit
         return None
-    return str(value)
 
 
 def _no_text(value: Any) -> PydanticCustomError:
-    if isinstance(value, int):  # too large: 10**30 and more
-        return problem(f"expected a string or a number of at most 30 digits, got {show(value)}")
+    if isinstance(value, int):  # beyond Python's int-to-str digit limit
+        return problem(f"expected a string or a number of at most 128 digits, got {show(value)}")
     return problem(f"expected a string or number, got {show(value)}")
 
 
