@@ -159,6 +159,9 @@ def test_json_paths_agree_on_what_the_sdk_sends() -> None:
         {"array": np.array([[1.0, nan], [inf, 2.0]]), "ints": np.arange(3)},
         {"f32": np.array([0.5, nan], dtype=np.float32), "t": (1, nan), "none": None},
         {"keys": {1: 1.0, "2": 2.0}, "nested": [[[{"deep": [nan]}]]], "u": "é\u2028"},
+        # a request body: its lists are encoded in chunks (NaN in one chunk only)
+        {"predictions": [{"id": i, "x": nan if i == 60 else i / 3} for i in range(120)]},
+        {"labels": [], "resources": {"dropped": {"labels": 0}}},
     ]
     for payload in payloads:
         a, b = encoding.stdlib_dumps(payload), with_orjson(payload)

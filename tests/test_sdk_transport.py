@@ -83,7 +83,7 @@ def no_proxy_env(monkeypatch: pytest.MonkeyPatch) -> pytest.MonkeyPatch:
 
 @pytest.fixture
 def server(no_proxy_env: pytest.MonkeyPatch) -> Iterator[Server]:
-    srv = Server(idle_timeout=0.3)
+    srv = Server(idle_timeout=1.0)
     yield srv
     srv.close()
 
@@ -116,7 +116,7 @@ def test_a_connection_the_collector_closed_while_idle_is_made_again_quietly(
     with caplog.at_level(logging.WARNING, logger="modelmeter.sdk"):
         client.log_prediction({"x": 1.0}, 0)
         assert client.flush(timeout=10)
-        time.sleep(0.8)  # the server closes the idle connection after 0.3 s
+        time.sleep(2.0)  # the server closes the idle connection after 1 s
         client.log_prediction({"x": 2.0}, 0)
         assert client.flush(timeout=10)
     ports = server.ports()
