@@ -163,8 +163,9 @@ def test_debian_pins_match_the_packages_the_tests_run(package: str) -> None:
 
 
 def test_the_installed_package_ships_every_data_file() -> None:
-    """Dockerfile.collector and Dockerfile.dashboard install a wheel (``pip install ".[server]"``): every
-    non-Python file of the package must match ``[tool.setuptools.package-data]``."""
+    """Dockerfile.collector and Dockerfile.dashboard install a wheel (``pip install
+    ".[server]"``): every non-Python file of the package must match
+    ``[tool.setuptools.package-data]``."""
     import tomllib
 
     package = REPO / "src" / "modelmeter"
