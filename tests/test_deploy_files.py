@@ -210,7 +210,7 @@ def test_compose_services_and_profiles(compose: dict[str, Any]) -> None:
 
 
 COMPOSE_FILES = [COMPOSE, DEPLOY / "multi" / "docker-compose.yml"]
-LOCAL_IMAGES = {"modelmeter-collector:local", "modelmeter-dashboard:local"}
+LOCAL_IMAGES = {"modelmeter-collector:local", "modelmeter-dashboard:local", "modelmeter-demo:local"}
 
 
 def load_compose(path: Path) -> dict[str, Any]:
