@@ -248,14 +248,19 @@ class Features:
         return {**self.numeric.shapes(), **self.categorical.shapes()}
 
     def count(
-        self, ring: BucketRing, batch: PredictionBatch, slots: IntArray, n: int, index: bool
-    ) -> tuple[FloatArray, FloatArray, IntArray | None]:
-        """Count every feature of a checked batch; return the quality code counts of the
-        numeric and of the categorical features ((features, codes) each) and, if ``index``,
-        the categorical values' flat bin indices (for the multivariate drift)."""
+        self,
+        ring: BucketRing,
+        batch: PredictionBatch,
+        slots: IntArray,
+        n: int,
+        quality: tuple[FloatArray, FloatArray],
+        index: bool,
+    ) -> IntArray | None:
+        """Count every feature of a checked batch; add the quality code counts to the
+        ``quality`` totals (numeric, categorical: (features, codes) each); return, if
+        ``index``, the categorical values' flat bin indices (for the multivariate drift)."""
         numeric, categorical = self.numeric, self.categorical
-        numeric_quality = np.zeros((numeric.m, N_CODES))
-        categorical_quality = np.zeros((categorical.m, N_CODES))
+        numeric_quality, categorical_quality = quality
         flat = np.empty((categorical.m, n), dtype=np.int64) if index else None
         if numeric.m:
             raw = [batch.features[spec.name] for spec in numeric.specs]
@@ -276,10 +281,10 @@ class Features:
                         joined = np.concatenate([c[start:stop] for c in raw])
                     values = joined.astype(np.float64, copy=False).reshape(numeric.m, stop - start)
                     joined = None
-                    quality = numeric.count(ring, values, None, slots[start:stop])
-                    numeric_quality += quality.reshape(numeric.m, N_CODES)
+                    counted = numeric.count(ring, values, None, slots[start:stop])
+                    numeric_quality += counted.reshape(numeric.m, N_CODES)
             else:
-                numeric_quality += self._count_numeric_slow(ring, raw, batch, slots, n)
+                self._count_numeric_slow(ring, raw, batch, slots, n, numeric_quality)
         if categorical.m:
             objects: list[npt.NDArray[Any]] = [
                 batch.features[spec.name] for spec in categorical.specs
@@ -292,15 +297,15 @@ class Features:
                     marks[j] = None if marked is None else np.asarray(marked, dtype=bool)
             for start in range(0, n, CHUNK):
                 stop = min(start + CHUNK, n)
-                quality = categorical.count(
+                counted = categorical.count(
                     ring,
                     [column[start:stop] for column in objects],
                     chunk_mask(marks, start, stop),
                     slots[start:stop],
                     None if flat is None else flat[:, start:stop],
                 )
-                categorical_quality += quality.reshape(categorical.m, N_CODES)
-        return numeric_quality, categorical_quality, flat
+                categorical_quality += counted.reshape(categorical.m, N_CODES)
+        return flat
 
     def _count_numeric_slow(
         self,
@@ -309,7 +314,8 @@ class Features:
         batch: PredictionBatch,
         slots: IntArray,
         n: int,
-    ) -> FloatArray:
+        total: FloatArray,
+    ) -> None:
         """Numeric features with wrong-type masks or non-numeric (object) columns."""
         numeric = self.numeric
         columns: list[FloatArray] = []
@@ -322,7 +328,6 @@ class Features:
                 bad = marked if bad is None else bad | marked
             columns.append(converted)
             wrong.append(bad)
-        total = np.zeros((numeric.m, N_CODES))
         for start in range(0, n, CHUNK):
             stop = min(start + CHUNK, n)
             values = np.empty((numeric.m, stop - start))
@@ -330,7 +335,6 @@ class Features:
                 values[j] = column[start:stop]
             quality = numeric.count(ring, values, chunk_mask(wrong, start, stop), slots[start:stop])
             total += quality.reshape(numeric.m, N_CODES)
-        return total
 
     def drift(self, ring: BucketRing, min_samples: int) -> dict[str, DriftRow]:
         """Feature name -> drift figures of the window (numeric features, then categorical)."""

@@ -222,11 +222,8 @@ class ModelMonitor:
         if checked.errors is not None and checked.errors.any():
             totals["ops"] += ring.add("ops", slots[checked.errors], ERRORS)
         multivariate = self._multivariate
-        numeric, categorical, index = self._features.count(
-            ring, raw, slots, checked.n, multivariate is not None
-        )
-        totals["numeric_quality"] += numeric
-        totals["categorical_quality"] += categorical
+        quality = (totals["numeric_quality"], totals["categorical_quality"])
+        index = self._features.count(ring, raw, slots, checked.n, quality, multivariate is not None)
         if multivariate is not None:
             multivariate.observe(ring, self._features, raw, slots, index)
         expected = self._output.observe(ring, checked, slots)
