@@ -391,10 +391,20 @@ def main() -> None:
     w(exact('model:window_labeled_predictions:sum{model="m"}', 30, mv))
     coverage = (50 * 0.4 + 40 * 0.25) / 90
     w(close('model:label_coverage:ratio{model="m"}', coverage, mv))
-    w(exact('model_feature_bin:reference_ratio:max{model="m", feature="x", bin="2"}', 0.25,
-            lbl(model="m", feature="x", bin="2")))  # fmt: skip
-    w(exact('model_bin:prediction_reference_ratio:max{model="m", bin="3"}', 0.1,
-            lbl(model="m", bin="3")))  # fmt: skip
+    w(
+        exact(
+            'model_feature_bin:reference_ratio:max{model="m", feature="x", bin="2"}',
+            0.25,
+            lbl(model="m", feature="x", bin="2"),
+        )
+    )
+    w(
+        exact(
+            'model_bin:prediction_reference_ratio:max{model="m", bin="3"}',
+            0.1,
+            lbl(model="m", bin="3"),
+        )
+    )
 
     mc = multiclass("c1") + multiclass("c2")
     for suffix, minutes in WINDOWS.items():
@@ -405,97 +415,211 @@ def main() -> None:
             oc = outcome_counts(series, model, minutes)
             for cls in ("0", "1"):
                 for k, outcome in enumerate(("tp", "fp", "fn")):
-                    w(close(
-                        f'model_class:estimated_outcomes:window{suffix}{{model="{model}", '
-                        f'class="{cls}", outcome="{outcome}"}}',
-                        oc[cls][k],
-                        lbl(model=model, version="v1", **{"class": cls, "outcome": outcome}),
-                        at,
-                    ))  # fmt: skip
+                    w(
+                        close(
+                            f'model_class:estimated_outcomes:window{suffix}{{model="{model}", '
+                            f'class="{cls}", outcome="{outcome}"}}',
+                            oc[cls][k],
+                            lbl(model=model, version="v1", **{"class": cls, "outcome": outcome}),
+                            at,
+                        )
+                    )
             figures = classification(oc, "1")
             for metric in ("accuracy", "precision", "recall", "f1_score"):
-                w(close(f'model:estimated_{metric}:ratio_rate{suffix}{{model="{model}"}}',
-                        figures[metric], mvl, at))  # fmt: skip
+                w(
+                    close(
+                        f'model:estimated_{metric}:ratio_rate{suffix}{{model="{model}"}}',
+                        figures[metric],
+                        mvl,
+                        at,
+                    )
+                )
             for metric in ("precision", "recall", "f1_score"):
                 for cls in ("0", "1"):
-                    w(close(
-                        f'model_class:estimated_{metric}:ratio_rate{suffix}'
-                        f'{{model="{model}", class="{cls}"}}',
-                        figures[f"class_{metric}"][cls],
-                        lbl(model=model, version="v1", **{"class": cls}),
-                        at,
-                    ))  # fmt: skip
+                    w(
+                        close(
+                            f"model_class:estimated_{metric}:ratio_rate{suffix}"
+                            f'{{model="{model}", class="{cls}"}}',
+                            figures[f"class_{metric}"][cls],
+                            lbl(model=model, version="v1", **{"class": cls}),
+                            at,
+                        )
+                    )
             # Drift of the features and of the output.
             for feature, bins, ref in (("x", X_BINS, X_REF), ("color", COLOR_BINS, COLOR_REF)):
-                observed = np.array([
-                    counts(series, "model_feature_bin_observations_total", minutes,
-                           model=model, feature=feature, bin=b)
-                    for b in bins
-                ])  # fmt: skip
+                observed = np.array(
+                    [
+                        counts(
+                            series,
+                            "model_feature_bin_observations_total",
+                            minutes,
+                            model=model,
+                            feature=feature,
+                            bin=b,
+                        )
+                        for b in bins
+                    ]
+                )
                 fl = lbl(model=model, version="v1", feature=feature)
                 for b, n in zip(bins, observed, strict=True):
                     if n and b in ("3", "5", "other"):
-                        w(exact(
-                            f'model_feature_bin:observations:window{suffix}{{model="{model}", '
-                            f'feature="{feature}", bin="{b}"}}',
-                            n, lbl(model=model, version="v1", feature=feature, bin=b), at,
-                        ))  # fmt: skip
-                        w(close(
-                            f'model_feature_bin:proportion:window{suffix}{{model="{model}", '
-                            f'feature="{feature}", bin="{b}"}}',
-                            n / observed.sum(),
-                            lbl(model=model, version="v1", feature=feature, bin=b), at,
-                        ))  # fmt: skip
-                w(exact(f'model_feature:observations:window{suffix}{{model="{model}", '
-                        f'feature="{feature}"}}', observed.sum(), fl, at))  # fmt: skip
+                        w(
+                            exact(
+                                f'model_feature_bin:observations:window{suffix}{{model="{model}", '
+                                f'feature="{feature}", bin="{b}"}}',
+                                n,
+                                lbl(model=model, version="v1", feature=feature, bin=b),
+                                at,
+                            )
+                        )
+                        w(
+                            close(
+                                f'model_feature_bin:proportion:window{suffix}{{model="{model}", '
+                                f'feature="{feature}", bin="{b}"}}',
+                                n / observed.sum(),
+                                lbl(model=model, version="v1", feature=feature, bin=b),
+                                at,
+                            )
+                        )
+                w(
+                    exact(
+                        f'model_feature:observations:window{suffix}{{model="{model}", '
+                        f'feature="{feature}"}}',
+                        observed.sum(),
+                        fl,
+                        at,
+                    )
+                )
                 value = psi(ref, observed)
-                w(close(f'model_feature:psi:window{suffix}{{model="{model}", '
-                        f'feature="{feature}"}}', value, fl, at))  # fmt: skip
-                w(close(f'model_feature:jensen_shannon:window{suffix}{{model="{model}", '
-                        f'feature="{feature}"}}', js(ref, observed), fl, at))  # fmt: skip
+                w(
+                    close(
+                        f'model_feature:psi:window{suffix}{{model="{model}", feature="{feature}"}}',
+                        value,
+                        fl,
+                        at,
+                    )
+                )
+                w(
+                    close(
+                        f'model_feature:jensen_shannon:window{suffix}{{model="{model}", '
+                        f'feature="{feature}"}}',
+                        js(ref, observed),
+                        fl,
+                        at,
+                    )
+                )
                 flag = int(value > THRESHOLDS["drift_psi"])
-                w(exact(f'model_feature:drift_detected:window{suffix}{{model="{model}", '
-                        f'feature="{feature}"}}', flag, fl, at))  # fmt: skip
+                w(
+                    exact(
+                        f'model_feature:drift_detected:window{suffix}{{model="{model}", '
+                        f'feature="{feature}"}}',
+                        flag,
+                        fl,
+                        at,
+                    )
+                )
                 print(f"# {model} {suffix} {feature}: psi {value:.4f}", file=sys.stderr)
-            observed = np.array([
-                counts(series, "model_prediction_bin_observations_total", minutes,
-                       model=model, bin=b)
-                for b in OUT_BINS
-            ])  # fmt: skip
-            w(exact(f'model_bin:prediction_observations:window{suffix}{{model="{model}", '
-                    f'bin="2"}}', observed[2], lbl(model=model, version="v1", bin="2"), at))  # fmt: skip
-            w(close(f'model_bin:prediction_proportion:window{suffix}{{model="{model}", '
-                    f'bin="2"}}', observed[2] / observed.sum(),
-                    lbl(model=model, version="v1", bin="2"), at))  # fmt: skip
-            w(exact(f'model:prediction_observations:window{suffix}{{model="{model}"}}',
-                    observed.sum(), mvl, at))  # fmt: skip
-            w(close(f'model:prediction_psi:window{suffix}{{model="{model}"}}',
-                    psi(OUT_REF, observed), mvl, at))  # fmt: skip
-            w(close(f'model:prediction_jensen_shannon:window{suffix}{{model="{model}"}}',
-                    js(OUT_REF, observed), mvl, at))  # fmt: skip
+            observed = np.array(
+                [
+                    counts(
+                        series,
+                        "model_prediction_bin_observations_total",
+                        minutes,
+                        model=model,
+                        bin=b,
+                    )
+                    for b in OUT_BINS
+                ]
+            )
+            w(
+                exact(
+                    f'model_bin:prediction_observations:window{suffix}{{model="{model}", bin="2"}}',
+                    observed[2],
+                    lbl(model=model, version="v1", bin="2"),
+                    at,
+                )
+            )
+            w(
+                close(
+                    f'model_bin:prediction_proportion:window{suffix}{{model="{model}", bin="2"}}',
+                    observed[2] / observed.sum(),
+                    lbl(model=model, version="v1", bin="2"),
+                    at,
+                )
+            )
+            w(
+                exact(
+                    f'model:prediction_observations:window{suffix}{{model="{model}"}}',
+                    observed.sum(),
+                    mvl,
+                    at,
+                )
+            )
+            w(
+                close(
+                    f'model:prediction_psi:window{suffix}{{model="{model}"}}',
+                    psi(OUT_REF, observed),
+                    mvl,
+                    at,
+                )
+            )
+            w(
+                close(
+                    f'model:prediction_jensen_shannon:window{suffix}{{model="{model}"}}',
+                    js(OUT_REF, observed),
+                    mvl,
+                    at,
+                )
+            )
             if suffix == "5m":
-                rows = counts(series, "model_multivariate_reconstruction_rows_total", minutes,
-                              model=model)  # fmt: skip
-                errors = counts(series, "model_multivariate_reconstruction_error_sum_total",
-                                minutes, model=model)  # fmt: skip
-                w(exact(f'model:multivariate_reconstruction_rows:window5m{{model="{model}"}}',
-                        rows, mvl, at))  # fmt: skip
-                w(close(f'model:multivariate_reconstruction_error:mean5m{{model="{model}"}}',
-                        errors / rows, mvl, at))  # fmt: skip
+                rows = counts(
+                    series, "model_multivariate_reconstruction_rows_total", minutes, model=model
+                )
+                errors = counts(
+                    series,
+                    "model_multivariate_reconstruction_error_sum_total",
+                    minutes,
+                    model=model,
+                )
+                w(
+                    exact(
+                        f'model:multivariate_reconstruction_rows:window5m{{model="{model}"}}',
+                        rows,
+                        mvl,
+                        at,
+                    )
+                )
+                w(
+                    close(
+                        f'model:multivariate_reconstruction_error:mean5m{{model="{model}"}}',
+                        errors / rows,
+                        mvl,
+                        at,
+                    )
+                )
                 predictions = counts(series, "model_predictions_total", minutes, model=model)
-                missing = counts(series, "model_feature_quality_issues_total", minutes,
-                                 model=model)  # fmt: skip
+                missing = counts(series, "model_feature_quality_issues_total", minutes, model=model)
                 w(exact(f'model:predictions:window5m{{model="{model}"}}', predictions, mvl, at))
-                w(close(f'model_feature_issue:quality_issues:ratio_rate5m{{model="{model}"}}',
+                w(
+                    close(
+                        f'model_feature_issue:quality_issues:ratio_rate5m{{model="{model}"}}',
                         missing / predictions,
-                        lbl(model=model, version="v1", feature="x", issue="missing"), at))  # fmt: skip
+                        lbl(model=model, version="v1", feature="x", issue="missing"),
+                        at,
+                    )
+                )
         # The multiclass model: macro averages.
         oc = outcome_counts(mc, "mc", minutes)
         figures = classification(oc, None)
         for metric in ("accuracy", "precision", "recall", "f1_score"):
-            w(close(f'model:estimated_{metric}:ratio_rate{suffix}{{model="mc"}}',
-                    figures[metric], lbl(model="mc", version="v1"), f"{AT}m"))  # fmt: skip
-    w(EDGES)
+            w(
+                close(
+                    f'model:estimated_{metric}:ratio_rate{suffix}{{model="mc"}}',
+                    figures[metric],
+                    lbl(model="mc", version="v1"),
+                    f"{AT}m",
+                )
+            )
     print("\n".join(out))
 
 
@@ -509,72 +633,19 @@ HEADER = """\
 # Model m (binary, positive class 1) is spread over collectors c1 and c2; model s is one
 # collector, c3, that got every event of both (its counters are c1's + c2's). Each figure of m
 # must equal the one of s and numpy's, to 1e-9. The traffic shifts at minute 61; at 70m the 5m
-# window holds only shifted traffic, the 1h window both. Edge cases in it: series born inside the
-# window (x bin 5: on c1 from minute 66, on c2 from 61; color other on c1 from 61), a bin whose
-# window count is 0 (x bin 0 after minute 60: q floors at 1e-4), a reference bin that no collector
-# ever counted (x bin 6: no series, only its reference ratio) and a reference ratio of 0 (x bin 5).
-# Feature x drifts (PSI above drift_psi 0.2), color does not. Model mc (multiclass, no positive class) checks the macro averages. At 70m the 1h
-# window starts at 10m; before 60m it starts before the series (every one born in it).
+# window holds only shifted traffic, the 1h window both (it starts at 10m). Edge cases in it:
+# series born inside the window (x bin 5: on c1 from minute 66, on c2 from 61; color other on c1
+# from 61), a bin whose window count is 0 (x bin 0 after minute 60: q floors at 1e-4), a
+# reference bin that no collector ever counted (x bin 6: no series, only its reference ratio) and
+# a reference ratio of 0 (x bin 5). Feature x drifts (PSI above drift_psi 0.2), color does not.
+# Model mc (multiclass, no positive class) checks the macro averages. Reset, scrape gap and a
+# series born alone: merged_windows.yml.
 rule_files:
   - ../rules/merged.yml
 
 evaluation_interval: 1m
 
 tests:"""
-
-EDGES = """
-  # The window count around a counter reset and a scrape gap, one collector each:
-  #   reset: 10/min to 100 at 10m, then reset (a changed spec) to 5 at 11m and 5/min. At 13m the
-  #     value 15 is below the window start's 80 -> counts from 0: 15. At 20m the window
-  #     [15m, 20m] has no reset: 50 - 25 = 25.
-  #   jump: 10/min to 100 at 10m, reset to 95 at 11m and 5/min: at 13m 105 is above the window
-  #     start's 80 but resets() saw the drop -> 105 (the events since the reset), not 25.
-  #   gap: 1/min to 3 at 3m, the scrape fails (stale marker at 4m, nothing until 7m), then 7, 8,
-  #     ... At 10m the window start 5m has no sample: the last one before it (3 at 3m) is the
-  #     start, 10 - 3 = 7 (a plain `offset 5m` is absent there and would count all 10).
-  #   born: first sample 4 at 8m (the series is new), 1/min: at 10m it counts from 0, 6.
-  - name: merged rules - window counts across a reset, a scrape gap and a new series
-    interval: 1m
-    input_series:
-      - series: 'model_feature_bin_observations_total{job="modelmeter", instance="c1", model="reset", version="v1", feature="x", bin="0"}'
-        values: '0+10x10 5+5x10'
-      - series: 'model_feature_bin_observations_total{job="modelmeter", instance="c1", model="jump", version="v1", feature="x", bin="0"}'
-        values: '0+10x10 95+5x10'
-      - series: 'model_feature_bin_observations_total{job="modelmeter", instance="c1", model="gap", version="v1", feature="x", bin="0"}'
-        values: '0+1x3 stale _x2 7+1x10'
-      - series: 'model_feature_bin_observations_total{job="modelmeter", instance="c1", model="born", version="v1", feature="x", bin="0"}'
-        values: '_x8 4+1x10'
-    promql_expr_test:
-      - expr: 'model_feature_bin:observations:window5m{model="reset"}'
-        eval_time: 13m
-        exp_samples:
-          - labels: 'model_feature_bin:observations:window5m{model="reset", version="v1", feature="x", bin="0"}'
-            value: 15
-      - expr: 'model_feature_bin:observations:window5m{model="reset"}'
-        eval_time: 20m
-        exp_samples:
-          - labels: 'model_feature_bin:observations:window5m{model="reset", version="v1", feature="x", bin="0"}'
-            value: 25
-      - expr: 'model_feature_bin:observations:window5m{model="jump"}'
-        eval_time: 13m
-        exp_samples:
-          - labels: 'model_feature_bin:observations:window5m{model="jump", version="v1", feature="x", bin="0"}'
-            value: 105
-      - expr: 'model_feature_bin:observations:window5m{model="gap"}'
-        eval_time: 10m
-        exp_samples:
-          - labels: 'model_feature_bin:observations:window5m{model="gap", version="v1", feature="x", bin="0"}'
-            value: 7
-      - expr: 'model_feature_bin:observations:window5m{model="born"}'
-        eval_time: 10m
-        exp_samples:
-          - labels: 'model_feature_bin:observations:window5m{model="born", version="v1", feature="x", bin="0"}'
-            value: 6
-      # Without a reference ratio there is no proportion to compare: no PSI (absent, not 0).
-      - expr: 'model_feature:psi:window5m{model="reset"}'
-        eval_time: 20m
-        exp_samples: []"""
-
 
 if __name__ == "__main__":
     main()
