@@ -8,6 +8,7 @@ must equal that of ``s`` and the value computed here.
 
 Run from the repository root:
     .venv/bin/python deploy/prometheus/tests/merged_expected.py > deploy/prometheus/tests/merged.yml
+With ``--alerts`` it prints the merged figures of merged_alerts.yml instead.
 """
 
 from __future__ import annotations
@@ -647,5 +648,37 @@ evaluation_interval: 1m
 
 tests:"""
 
+
+def alert_figures() -> None:
+    """The merged figures of merged_alerts.yml (per-minute counts of c1 and c2 summed)."""
+
+    def accuracy(*classes: tuple[float, float, float]) -> float:
+        return sum(c[0] for c in classes) / sum(c[0] + c[2] for c in classes)
+
+    figures = {
+        # realized (class 1, class 0) (tp, fp, fn) per minute: c1 + c2
+        "LowModelAccuracy a accuracy": accuracy((30 + 10, 0, 5 + 10), (45 + 15, 0, 10 + 15)),
+        "CriticalModelAccuracy d accuracy": accuracy((20 + 15, 0, 10 + 10), (10 + 15, 0, 10 + 10)),
+        "EstimatedAccuracyDrop a estimated accuracy": accuracy(
+            (3 + 2, 0, 1 + 2), (4 + 3, 0, 1 + 2)
+        ),
+        "LabelsMissing a coverage": (0.3 * 100 + 0.1 * 100) / 200,
+        "LabelsMissing b coverage": (0.9 * 300 + 0.2 * 150) / 450,
+        "FeatureDrift a x psi": psi([0.5, 0.3, 0.2], np.array([2 + 3, 3 + 2, 5 + 5.0])),
+        "FeatureDrift a y psi": psi([0.5, 0.5], np.array([5 + 6, 5 + 4.0])),
+        "FeatureDrift c x psi": psi([0.5, 0.3, 0.2], np.array([1, 1, 2.0])),
+        "PredictionDrift a,b psi": psi([0.7, 0.3], np.array([3 + 2, 2 + 3.0])),
+        "MultivariateDrift a mean": (15 + 13) / (10 + 10),
+        "MultivariateDrift b mean": (12 + 13) / (10 + 10),
+        "DataQuality a ratio": (1 + 0) / (10 + 10),
+        "DataQuality b ratio": (1 + 0) / (25 + 25),
+    }
+    for name, value in figures.items():
+        print(f"{name}: {value!r}")
+
+
 if __name__ == "__main__":
-    main()
+    if sys.argv[1:] == ["--alerts"]:
+        alert_figures()
+    else:
+        main()
