@@ -12,6 +12,7 @@ from __future__ import annotations
 import re
 import shutil
 import subprocess
+import sys
 from pathlib import Path
 from typing import Any
 
@@ -176,3 +177,92 @@ def test_readme_alert_table_lists_every_alert() -> None:
         if len(cells) >= 5 and cells[0].startswith("`") and cells[1] in {"warning", "critical"}:
             rows[cells[0].strip("`")] = (cells[1], cells[4])
     assert {r["alert"]: (r["labels"]["severity"], r["for"]) for r in rules("alert")} == rows
+
+
+# ---------------------------------------------------------------- a model over several collectors
+
+MERGED_RULES = PROMETHEUS / "rules" / "merged.yml"
+SPREAD = "(model:collector_instances:count > 1)"
+#: Per-collector gauges a model alert may compare; a spread model needs a merged figure instead.
+PER_COLLECTOR_GAUGES = re.compile(
+    r"\b(model_accuracy|model_estimated_accuracy|model_label_coverage_ratio|model_feature_drift|"
+    r"model_prediction_drift|model_multivariate_drift|model_feature_quality_ratio)\b"
+)
+#: Per-collector alerts left as they are: no counters of segments exist to merge.
+NOT_MERGED = frozenset({"LowSegmentAccuracy"})
+
+
+def test_windowed_counters_use_the_exact_window_count() -> None:
+    """Every counter of merged.yml enters through the one window construction of its header
+    (no rate(), increase() or plain offset, whose mix over collectors is not exact)."""
+    pattern = re.compile(
+        r"\(\s*\(\s*last_over_time\((\w+)\[(5m|1h)\]\)\s*-\s*"
+        r"last_over_time\(\1\[1h\] offset \2\)\s*\)\s*>= 0\s*unless\s*"
+        r"resets\(\1\[\2\]\) > 0\s*\)\s*or\s*last_over_time\(\1\[\2\]\)"
+    )
+    text = MERGED_RULES.read_text()
+    groups = yaml.safe_load(text)["groups"]
+    exprs = [r["expr"] for g in groups for r in g["rules"]]
+    assert not any(re.search(r"\b(rate|increase|irate|delta)\(", e) for e in exprs)
+    counters = set(re.findall(r"\b(model_\w+_total)\b", text))
+    assert counters >= {
+        "model_estimated_outcomes_total",
+        "model_feature_bin_observations_total",
+        "model_prediction_bin_observations_total",
+        "model_multivariate_reconstruction_error_sum_total",
+        "model_multivariate_reconstruction_rows_total",
+    }
+    used = 0
+    for expr in exprs:
+        names = re.findall(r"\b(model_\w+_total)\b", expr)
+        if names:
+            found = pattern.findall(expr)
+            assert found and {n for n, _ in found} == set(names), expr
+            windows = {w for _, w in found}
+            assert len(windows) == 1, expr
+            used += len(found)
+    assert used >= len(counters)
+
+
+def test_model_alerts_on_collector_gauges_have_a_merged_branch() -> None:
+    """A model spread over collectors: each alert on a per-collector gauge drops that gauge
+    when the model is spread and takes a merged figure instead."""
+    for rule in rules("alert"):
+        expr = rule["expr"]
+        if not PER_COLLECTOR_GAUGES.search(expr) or rule["alert"] in NOT_MERGED:
+            continue
+        assert f"unless on (model) {SPREAD}" in expr, rule["alert"]
+        assert f"and on (model) {SPREAD}" in expr, rule["alert"]
+        merged = expr.split(f"unless on (model) {SPREAD}", 1)[1]
+        assert re.search(r"\bmodel(_\w+)?:\w+:\w+", merged), rule["alert"]
+
+
+def test_every_merged_alert_fires_and_stays_silent_for_a_spread_model() -> None:
+    """merged_alerts.yml fires each alert with a merged branch without instance labels (once
+    per model, not per collector) and has a check where it is quiet. (promtool matches the list
+    of firing alerts exactly, so the spread models left out of a firing check are quiet too.)"""
+    with_branch = {r["alert"] for r in rules("alert") if SPREAD in r["expr"]}
+    assert len(with_branch) >= 8
+    fired: set[str] = set()
+    silent: set[str] = set()
+    for case in yaml.safe_load((PROMETHEUS / "tests" / "merged_alerts.yml").read_text())["tests"]:
+        for check in case.get("alert_rule_test", []):
+            alerts = check.get("exp_alerts") or []
+            if any("instance" not in a["exp_labels"] for a in alerts):
+                fired.add(check["alertname"])
+            if not alerts:
+                silent.add(check["alertname"])
+    assert with_branch <= fired
+    assert with_branch <= silent
+
+
+def test_merged_unit_tests_are_what_their_script_generates() -> None:
+    """deploy/prometheus/tests/merged.yml is generated (its expected values come from numpy and
+    scipy): the committed file is the script's output."""
+    script = PROMETHEUS / "tests" / "merged_expected.py"
+    result = subprocess.run(
+        [sys.executable, str(script)], capture_output=True, text=True, timeout=60, check=True
+    )
+    assert result.stdout.rstrip("\n") == (PROMETHEUS / "tests" / "merged.yml").read_text().rstrip(
+        "\n"
+    )
