@@ -95,8 +95,8 @@ class Ingestion:
                 observe_batch if op.kind == "observe" else label_batch
             )
             try:
-                op.batch = convert(op.payload, entry.schema)
-                entry.monitor(op.version).check(op.batch, now)
+                # the checked batch is applied as it is: observe()/label() skip revalidating it
+                op.batch = entry.monitor(op.version).check(convert(op.payload, entry.schema), now)
             except Exception as exc:
                 log.error("engine refused a %s batch of %s: %s", op.kind, entry.name, exc)
                 rejected.extend(
