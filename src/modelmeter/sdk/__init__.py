@@ -2,7 +2,9 @@
 
 ``Client`` queues events in memory (bounded) and a background daemon thread sends them in
 batches to the collector's HTTP API, retrying with exponential backoff and jitter when the
-collector is unreachable or overloaded. ``monitor`` wraps a scikit-learn style estimator so
+collector is unreachable or overloaded. A model spread over several collectors gets a list
+of URLs: each event goes to the collector its prediction id hashes to (rendezvous hashing),
+with a queue and a sender thread per collector. ``monitor`` wraps a scikit-learn style estimator so
 that every ``predict``/``predict_proba`` call is reported.
 
 The caller's thread only appends to a queue: no JSON, no I/O, no exception ever reaches the
@@ -18,6 +20,7 @@ caller passes them, never imported. The modules, one concept each:
 * ``client``: ``Client``, the public API (``log_*``, ``stats``, ``flush``, ``close``);
 * ``queue``: the bounded queue, its counts and the batches the sender takes;
 * ``events``: what a call queues, and the JSON events made of it off-thread;
+* ``routing``: which collector an id goes to (rendezvous hashing, BLAKE2b-64);
 * ``sender``: the background thread (retries, backoff, acknowledgements, drop reports);
 * ``transport``: one keep-alive HTTP(S) connection, proxies from the environment;
 * ``encoding``: JSON bytes, numpy values and NaN handled the same with or without orjson;

@@ -1,7 +1,9 @@
 """``Client``: what a model service calls to report predictions and labels.
 
 Every ``log_*`` call only appends to a bounded queue (no JSON, no I/O) and never raises; a
-background thread (``sender``) sends the queue to the collector.
+background thread (``sender``) sends the queue to the collector. With several collectors for
+one model, each event goes to the queue (and sender thread) of the collector its prediction
+id is routed to (``routing``).
 """
 
 from __future__ import annotations
@@ -18,7 +20,8 @@ from typing import TYPE_CHECKING, Any
 
 from modelmeter.sdk.events import MISSING, Block, feature_rows
 from modelmeter.sdk.logs import RateLimitedLog
-from modelmeter.sdk.queue import EventQueue
+from modelmeter.sdk.queue import EventQueue, total
+from modelmeter.sdk.routing import Router
 from modelmeter.sdk.sender import Sender
 from modelmeter.sdk.transport import parse_url
 
@@ -37,14 +40,18 @@ class Client:
 
     Parameters
     ----------
-    url: the collector's base URL, e.g. ``http://127.0.0.1:8000``.
+    url: the collector's base URL, e.g. ``http://127.0.0.1:8000``; or a list of the base URLs
+        of the collectors the model is spread over: each event then goes to the collector its
+        prediction id is routed to (rendezvous hashing, ``modelmeter.sdk.routing``), so that
+        a label reaches the collector that holds its prediction.
     model: the registered model name (``PUT /v1/models/{model}`` first).
     version: model version reported with every prediction.
     token: bearer token when the collector requires one for writes.
     batch_size: events per request; a full batch is sent at once.
     flush_interval: seconds between sends of a partial batch.
     max_queue: events held in memory at most, for predictions and for labels separately (a
-        full prediction queue never takes the room of labels); more are dropped.
+        full prediction queue never takes the room of labels), per collector; more are
+        dropped.
     timeout: seconds for one HTTP request (connect, and each read or write).
     block_timeout: seconds a caller may wait for room in a full queue (0: drop at once).
     max_backoff: longest pause between two retries, in seconds.
@@ -57,7 +64,12 @@ class Client:
     predictions have been sent, and so on (``modelmeter.sdk.sender``): labels never starve
     behind sustained prediction traffic, and usually find their prediction at the collector.
 
-    HTTP is the standard library's ``http.client``: one keep-alive connection per client,
+    Each collector has its own queue and sender thread: one that is down has its events
+    retried (never sent elsewhere) while the others carry on. ``stats`` and
+    ``reported_drops`` are totals; ``collector_stats`` has them per collector, and each
+    collector is told the drops of the events routed to it.
+
+    HTTP is the standard library's ``http.client``: one keep-alive connection per collector,
     HTTPS with the system's CA store (``SSL_CERT_FILE``/``SSL_CERT_DIR``), ``HTTP(S)_PROXY``
     and ``NO_PROXY`` from the environment (see ``modelmeter.sdk.transport``). JSON goes
     through orjson when it is installed, else the standard library's ``json``.
@@ -78,7 +90,7 @@ class Client:
 
     def __init__(
         self,
-        url: str,
+        url: str | Sequence[str],
         model: str,
         version: str = "default",
         token: str | None = None,
@@ -89,9 +101,13 @@ class Client:
         block_timeout: float = 0.0,
         max_backoff: float = 10.0,
     ) -> None:
-        if not url.startswith(("http://", "https://")):
-            raise ValueError(f"url must start with http:// or https://, got {url!r}")
-        parse_url(url)
+        urls = [url] if isinstance(url, str) else list(url)
+        if not urls:
+            raise ValueError("url must be a collector URL or a non-empty list of them")
+        for one in urls:
+            if not isinstance(one, str) or not one.startswith(("http://", "https://")):
+                raise ValueError(f"url must start with http:// or https://, got {one!r}")
+            parse_url(one)
         if not model:
             raise ValueError("model must be a non-empty name (the name used in PUT /v1/models)")
         if token is not None and any(c in token for c in "\r\n\0"):
@@ -107,7 +123,10 @@ class Client:
         ]:
             if not float(fvalue) >= 0:
                 raise ValueError(f"{name} must be a number of seconds >= 0, got {fvalue!r}")
-        self.url = url.rstrip("/")
+        self.urls = tuple(one.rstrip("/") for one in urls)
+        self.url = self.urls[0]  # the only one, for one collector
+        # None for one collector: every event goes to it, nothing is hashed
+        self._router = Router(self.urls) if len(self.urls) > 1 else None
         self.model = model
         self.version = version
         self.batch_size = int(batch_size)
@@ -127,25 +146,36 @@ class Client:
         os.register_at_fork(after_in_child=partial(_restart_after_fork, weakref.ref(self)))
 
     def _start(self) -> None:
-        """(Re)create the queue, its counts and the sender thread (also in a forked child)."""
+        """(Re)create the queues, their counts and the sender threads (also in a forked
+        child): one of each per collector, each with its own rate-limited log."""
         self._log = RateLimitedLog()
-        self._queue = EventQueue(
-            self.max_queue, self.batch_size, self.block_timeout, self._log, self.url
-        )
-        self._sender = Sender(
-            self._queue,
-            self.url,
-            self.model,
-            self._headers,
-            self.timeout,
-            self.flush_interval,
-            self.max_backoff,
-            self._log,
-        )
-        self._sender.start()
+        self._queues: list[EventQueue] = []
+        self._senders: list[Sender] = []
+        for i, url in enumerate(self.urls):
+            log = RateLimitedLog()
+            queue = EventQueue(self.max_queue, self.batch_size, self.block_timeout, log, url)
+            name = "modelmeter-sdk" if len(self.urls) == 1 else f"modelmeter-sdk-{i + 1}"
+            sender = Sender(
+                queue,
+                url,
+                self.model,
+                self._headers,
+                self.timeout,
+                self.flush_interval,
+                self.max_backoff,
+                log,
+                name,
+            )
+            self._queues.append(queue)
+            self._senders.append(sender)
+        # the first collector's: events lost before they could be routed are counted there
+        self._queue = self._queues[0]
+        for sender in self._senders:
+            sender.start()
 
     def __repr__(self) -> str:
-        return f"Client(url={self.url!r}, model={self.model!r}, version={self.version!r})"
+        url = self.url if len(self.urls) == 1 else list(self.urls)
+        return f"Client(url={url!r}, model={self.model!r}, version={self.version!r})"
 
     def __enter__(self) -> Client:
         return self
@@ -193,7 +223,9 @@ class Client:
                 label,
                 self.version if version is None else version,
             )
-            self._queue.put(item, 1)
+            router = self._router
+            queue = self._queue if router is None else self._queues[router.index(pid)]
+            queue.put(item, 1)
             return pid
         except Exception as exc:  # never raise into the model service
             self._queue.drop("predictions", 1)
@@ -259,8 +291,16 @@ class Client:
                 labels=labels,
                 version=self.version if version is None else version,
             )
-            if n:
+            router = self._router
+            if n and router is None:
                 self._queue.put(block, n)
+            elif n and router is not None:  # each collector's rows: block_timeout in all
+                deadline = time.monotonic() + self.block_timeout
+                parts = router.partition(id_list)
+                for queue, positions in zip(self._queues, parts, strict=True):
+                    if positions:
+                        wait = max(deadline - time.monotonic(), 0.0)
+                        queue.put(block.select(positions), len(positions), wait)
             return id_list
         except Exception as exc:  # never raise into the model service
             self._log.warning("internal", "modelmeter: dropped a batch of predictions: %r", exc)
@@ -297,7 +337,14 @@ class Client:
         try:
             pairs = labels.items() if isinstance(labels, Mapping) else labels
             ts = time.time() if timestamp is None else timestamp
-            self._queue.put_labels([(str(pid), label, ts) for pid, label in pairs])
+            items = [(str(pid), label, ts) for pid, label in pairs]
+            router = self._router
+            if router is None:
+                self._queue.put_labels(items)
+                return
+            for queue, part in zip(self._queues, router.group(items), strict=True):
+                if part:
+                    queue.put_labels(part)
         except Exception as exc:  # never raise into the model service
             self._log.warning("internal", "modelmeter: dropped labels: %r", exc)
             with contextlib.suppress(Exception):
@@ -322,7 +369,20 @@ class Client:
         >>> c.stats["dropped"], c.stats["queued"]
         (1, 0)
         """
-        return self._queue.stats()
+        return total(q.stats() for q in self._queues)
+
+    @property
+    def collector_stats(self) -> dict[str, dict[str, int]]:
+        """``stats`` per collector URL (in the order given): the events routed to each.
+
+        >>> c = Client(["http://127.0.0.1:9", "http://127.0.0.1:10/"], model="m")
+        >>> c.log_labels({"a": 1, "b": 0, "c": 1})
+        >>> {url: s["queued"] for url, s in c.collector_stats.items()}
+        {'http://127.0.0.1:9': 2, 'http://127.0.0.1:10': 1}
+        >>> c.close(timeout=0)
+        False
+        """
+        return {url: q.stats() for url, q in zip(self.urls, self._queues, strict=True)}
 
     @property
     def reported_drops(self) -> dict[str, int]:
@@ -341,7 +401,7 @@ class Client:
         >>> c.close(timeout=0)
         False
         """
-        return self._queue.lost()
+        return total(q.lost() for q in self._queues)
 
     def flush(self, timeout: float = 10.0) -> bool:
         """Send everything queued now (retrying at once); True when all was settled in time.
@@ -359,8 +419,14 @@ class Client:
         >>> c.close(timeout=0)
         False
         """
-        self._sender.hurry()
-        return self._queue.wait_idle(timeout, self._sender.is_alive)
+        for sender in self._senders:
+            sender.hurry()
+        deadline = time.monotonic() + timeout
+        done = True
+        for queue, sender in zip(self._queues, self._senders, strict=True):
+            remaining = max(deadline - time.monotonic(), 0.0)
+            done = queue.wait_idle(remaining, sender.is_alive) and done
+        return done
 
     def close(self, timeout: float = 5.0) -> bool:
         """Flush (up to ``timeout`` s), then stop the sender; what is left counts as dropped.
@@ -375,11 +441,15 @@ class Client:
         >>> c.log_prediction({"x": 1.0}, 1, id="late"), c.stats["dropped"]
         ('late', 1)
         """
-        done = self.flush(timeout) if self._sender.is_alive() else self._queue.is_idle()
-        self._queue.closed.set()
-        self._sender.hurry()
-        self._sender.join(timeout=max(timeout, 0.1) + self.timeout)
-        self._queue.discard()
+        done = self.flush(timeout)  # a queue whose sender is gone: whether it is empty
+        for queue, sender in zip(self._queues, self._senders, strict=True):
+            queue.closed.set()
+            sender.hurry()
+        deadline = time.monotonic() + max(timeout, 0.1) + self.timeout
+        for sender in self._senders:  # each may be in a request: at most ``timeout`` more
+            sender.join(timeout=max(deadline - time.monotonic(), 0.0))
+        for queue in self._queues:
+            queue.discard()
         with contextlib.suppress(Exception):
             atexit.unregister(self._atexit)
         return done

@@ -101,6 +101,7 @@ class Block:
     error: str | None
     labels: Any
     version: str
+    index: list[int] | None = None  # the rows of the per-row values it holds (None: all)
 
     @property
     def argmax(self) -> bool:
@@ -114,6 +115,12 @@ class Block:
 
     def split(self, k: int) -> tuple[Block, Block]:
         """The first ``k`` rows and the rest (so no request outgrows ``batch_size``)."""
+        if self.index is not None:  # a selection: its rows are positions in shared values
+            ids, index = self.ids, self.index
+            return (
+                dataclasses.replace(self, ids=ids[:k], index=index[:k]),
+                dataclasses.replace(self, ids=ids[k:], index=index[k:]),
+            )
         latency = self.latency_seconds
         per_row = latency is not None and not isinstance(latency, int | float)
 
@@ -135,11 +142,26 @@ class Block:
         )
         return first, rest
 
+    def select(self, positions: list[int]) -> Block:
+        """The rows at ``positions`` (those routed to one collector), sharing the values.
+
+        >>> block = Block(["a", "b", "c"], 5.0, ["x"], [[1.0], [2.0], [3.0]], [0, 1, 0],
+        ...               None, None, None, [0.1, 0.2, 0.3], None, None, "v1")
+        >>> part = block.select([0, 2])
+        >>> [(e["id"], e["features"], e["latency_seconds"]) for e in part.events()]
+        [('a', {'x': 1.0}, 0.1), ('c', {'x': 3.0}, 0.3)]
+        >>> [e["id"] for half in part.split(1) for e in half.events()]
+        ['a', 'c']
+        """
+        return dataclasses.replace(self, ids=[self.ids[p] for p in positions], index=positions)
+
     def events(self) -> list[dict[str, Any]]:
         latencies = self.latency_seconds
         argmax_classes = self.classes if self.argmax else None
         out: list[dict[str, Any]] = []
-        for i in range(len(self.ids)):
+        index = self.index
+        for j, pid in enumerate(self.ids):
+            i = j if index is None else index[j]
             row = self.rows[i]
             if self.feature_names is None:
                 features = dict(row)
@@ -147,7 +169,7 @@ class Block:
                 values = row.tolist() if _is_array(row) else list(row)
                 features = dict(zip(self.feature_names, values, strict=True))
             event: dict[str, Any] = {
-                "id": self.ids[i],
+                "id": pid,
                 "timestamp": self.timestamp,
                 "features": features,
                 "prediction": None if self.predictions is None else plain(self.predictions[i]),

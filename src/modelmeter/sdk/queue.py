@@ -12,7 +12,7 @@ from __future__ import annotations
 import threading
 import time
 from collections import deque
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from typing import Any
 
 from modelmeter.sdk.events import Block, Single
@@ -67,12 +67,14 @@ class EventQueue:
 
     # ------------------------------------------------------------------ caller's side
 
-    def put(self, item: Single | Block, n: int) -> None:
+    def put(self, item: Single | Block, n: int, block_timeout: float | None = None) -> None:
         """Queue ``n`` predictions (one tuple or a block), waiting up to ``block_timeout``
-        for room; dropped (and counted) when there is none or the client is closed."""
+        (the queue's unless given) for room; dropped (and counted) when there is none or the
+        client is closed."""
+        wait = self.block_timeout if block_timeout is None else block_timeout
         with self._lock:
-            if self._n_predictions + n > self.max_queue and self.block_timeout > 0:
-                deadline = time.monotonic() + self.block_timeout
+            if self._n_predictions + n > self.max_queue and wait > 0:
+                deadline = time.monotonic() + wait
                 while self._n_predictions + n > self.max_queue:
                     remaining = deadline - time.monotonic()
                     if remaining <= 0 or not self._space.wait(remaining):
@@ -222,3 +224,16 @@ class EventQueue:
             self._labels.clear()
             self._taken += self._n_predictions
             self._n_predictions = 0
+
+
+def total(counts: Iterable[dict[str, int]]) -> dict[str, int]:
+    """The sum of count dicts (several collectors' queues), keys in the first one's order.
+
+    >>> total([{"sent": 1, "dropped": 0}, {"sent": 2, "dropped": 5}])
+    {'sent': 3, 'dropped': 5}
+    """
+    out: dict[str, int] = {}
+    for one in counts:
+        for key, value in one.items():
+            out[key] = out.get(key, 0) + value
+    return out

@@ -1,11 +1,15 @@
 """The sender thread: batches from the queue to the collector, retried until settled.
 
+One sender (thread, connection, resource sampler) per collector: a collector that is down
+holds up its own queue only.
+
 Each round sends a batch of predictions, then at most one batch of the labels whose
 predictions have been taken, and again until both queues are empty. A request is repeated
 with exponential backoff and jitter after a connection error, a 429 or a 5xx; any other
 4xx refuses it as a whole (lost, counted as rejected and reported); a 2xx acknowledges it,
 minus the events the collector rejected one by one. Every predictions request carries
-``resources``: this process's CPU and memory and the cumulative drop report.
+``resources``: this process's CPU and memory and the cumulative drop report of its queue
+(the events routed to this collector: with several collectors, none is counted twice).
 """
 
 from __future__ import annotations
@@ -54,6 +58,7 @@ class Sender:
         flush_interval: float,
         max_backoff: float,
         log: RateLimitedLog,
+        name: str = "modelmeter-sdk",
     ) -> None:
         self.queue = queue
         self.url = url
@@ -65,7 +70,7 @@ class Sender:
         self._log = log
         self._sampler = ResourceSampler()
         self.retry_now = threading.Event()  # flush() or close(): stop waiting to retry
-        self._thread = threading.Thread(target=self._run, name="modelmeter-sdk", daemon=True)
+        self._thread = threading.Thread(target=self._run, name=name, daemon=True)
 
     def start(self) -> None:
         self._thread.start()
