@@ -7,6 +7,8 @@ sender thread competes for the GIL the whole time):
 * ``monitor``: ``wrapped.predict_proba(one-row DataFrame)`` around an estimator that answers
   at once (the wrapper's own cost; a real model's time varies by more than that from call to
   call, so the real model is shown beside it only for scale);
+* ``log_prediction`` with three collector URLs (down): the same plus routing the id, one
+  hash per collector (rendezvous hashing; nothing is hashed with one URL);
 * the longest a call waited when the queue was full with ``block_timeout=5 ms``;
 * the sender thread (the second table): events per second from the first ``log_prediction``
   to the end of ``flush`` against the real collector, in a subprocess with orjson and in one
@@ -280,6 +282,21 @@ def main() -> None:
         finally:
             proc.terminate()
             proc.wait(timeout=10)
+
+    # several collectors: the call routes its id (one BLAKE2b-64 per collector)
+    if "collector_stats" in vars(Client):  # not in an SDK from before several collectors
+        urls = [f"http://127.0.0.1:{free_port()}" for _ in range(3)]
+        client = Client(urls, "rainfall", max_queue=100_000, max_backoff=1.0)
+
+        def routed(i: int) -> object:
+            return client.log_prediction(
+                dict_rows[i % MODEL_CALLS], 1, probabilities={0: 0.3, 1: 0.7}
+            )
+
+        time_calls(routed, 2000)  # warm up
+        med, p99, worst = percentiles(time_calls(routed, CALLS))
+        table.append(("log_prediction, 3 collectors (down)", f"{CALLS:,}", med, p99, worst))
+        client.close(timeout=0)
 
     # full queue, collector down: a call waits at most block_timeout
     client = Client(f"http://127.0.0.1:{free_port()}", "rainfall", max_queue=100, batch_size=10,
