@@ -118,7 +118,6 @@ def make_scenario() -> Scenario:
             prediction_timestamps=timestamps[:LABELED],
             predictions=predictions[:LABELED],
             labels=y[:LABELED],
-            scores=scores[:LABELED],
         )
     )
     process = psutil.Process()

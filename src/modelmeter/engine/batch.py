@@ -63,9 +63,8 @@ class LabelBatch:
     stored prediction of each labeled event, ``labels`` the actual value. ``segments``
     (models with segments) holds the segment value codes of each labeled prediction, shape
     (n, segments), as :meth:`ModelMonitor.segment_codes` gave them when it was made; -1 (or
-    None for the whole batch) leaves a row out of the segment figures. ``scores`` is not read
-    by the engine (estimated performance comes from the prediction batch's scores); it stays
-    only for callers that still pass it.
+    None for the whole batch) leaves a row out of the segment figures. Estimated performance
+    comes from the prediction batch's scores, so a label batch has none.
 
     >>> import numpy as np
     >>> len(LabelBatch(np.array([5.0]), np.array([1.0]), np.array(["a"]), np.array(["b"])))
@@ -76,7 +75,6 @@ class LabelBatch:
     prediction_timestamps: npt.NDArray[np.float64]
     predictions: npt.NDArray[np.generic]
     labels: npt.NDArray[np.generic]
-    scores: npt.NDArray[np.float64] | None = None
     segments: npt.NDArray[np.int64] | None = None
 
     def __len__(self) -> int:

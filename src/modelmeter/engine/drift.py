@@ -49,6 +49,7 @@ from modelmeter.engine.rowwise import (
 )
 
 __all__ = [
+    "OTHER_BIN",
     "PSI_EPSILON",
     "CategoricalBinning",
     "DriftRow",
@@ -64,6 +65,7 @@ __all__ = [
     "pool_sparse_bins",
     "psi",
     "psi_rows",
+    "reference_ratios",
     "wasserstein_rows",
 ]
 
@@ -71,6 +73,10 @@ NAN = float("nan")
 
 FloatArray = npt.NDArray[np.float64]
 IntArray = npt.NDArray[np.int64]
+
+#: Label of a categorical binning's ``other`` bin (``_other``, ``__other`` ... when the
+#: vocabulary itself has a value of that name).
+OTHER_BIN = "other"
 
 #: ``(samples, psi, jensen_shannon, ks, wasserstein, chi2_pvalue)`` of one feature (or of the
 #: output), as :class:`~modelmeter.engine.snapshot.DriftFigures` takes them.
@@ -107,6 +113,25 @@ def chi2_pvalue(reference: FloatArray, current: FloatArray) -> float:
     0.1552
     """
     return float(chi2_pvalue_rows(*_one_row(reference, current))[0])
+
+
+def reference_ratios(counts: FloatArray) -> tuple[float, ...]:
+    """Each bin's fraction of the reference counts (the ``p`` of PSI; all NaN without counts).
+
+    >>> reference_ratios(np.array([0.0, 3.0, 1.0]))
+    (0.0, 0.75, 0.25)
+    """
+    values = np.asarray(counts, dtype=np.float64)
+    total = float(np.add.reduce(values))
+    ratios = values / total if total > 0 else np.full(values.shape, NAN)
+    return tuple(ratios.tolist())
+
+
+def _other_label(vocabulary: Sequence[str]) -> str:
+    label = OTHER_BIN
+    while label in vocabulary:
+        label = "_" + label
+    return label
 
 
 def numeric_drift(
@@ -210,6 +235,8 @@ class NumericBinning:
         self.low = float(edges[0])
         self.high = float(edges[-1])
         self.n_bins = int(self.search_edges.size + 1)
+        #: bin labels as exported: "0" (underflow) .. str(n_bins - 1) (overflow)
+        self.labels = tuple(str(i) for i in range(self.n_bins))
         self.reference_counts: FloatArray = self.counts(values)
         self.reference_sums: FloatArray = self.sums(values)
         q25, q75 = np.quantile(values, [0.25, 0.75])
@@ -257,6 +284,8 @@ class CategoricalBinning:
     >>> binning = CategoricalBinning(("a", "b"))
     >>> binning.index(np.array(["b", None, "z", "a"], dtype=object)).tolist()
     [1, 3, 2, 0]
+    >>> binning.labels, CategoricalBinning(("other", "x")).labels
+    (('a', 'b', 'other'), ('other', 'x', '_other'))
     """
 
     def __init__(self, vocabulary: Sequence[str], reference: FloatArray | None = None) -> None:
@@ -264,6 +293,8 @@ class CategoricalBinning:
         self.other = len(self.vocabulary)
         self.missing = self.other + 1
         self.n_bins = self.other + 1
+        #: bin labels as exported: the vocabulary, then ``other`` (see :data:`OTHER_BIN`)
+        self.labels = (*self.vocabulary, _other_label(self.vocabulary))
         self._codes: dict[object, int] = {value: i for i, value in enumerate(self.vocabulary)}
         self._codes[None] = self.missing
         self.reference_counts: FloatArray = (

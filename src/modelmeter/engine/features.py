@@ -21,7 +21,7 @@ large batches run at the speed of ``searchsorted``.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 import numpy as np
@@ -36,6 +36,7 @@ from modelmeter.engine.drift import (
     NumericBinning,
     categorical_drift,
     numeric_drift,
+    reference_ratios,
 )
 from modelmeter.engine.quality import (
     N_CODES,
@@ -43,6 +44,7 @@ from modelmeter.engine.quality import (
     issue_counts,
     numeric_issue_codes,
 )
+from modelmeter.engine.snapshot import BinCounts
 from modelmeter.engine.windows import BucketRing
 
 __all__ = ["CHUNK", "CategoricalBlock", "Features", "NumericBlock"]
@@ -53,6 +55,7 @@ CHUNK = 4096  # events per feature matrix: keeps the (features, events) temporar
 FloatArray = npt.NDArray[np.float64]
 IntArray = npt.NDArray[np.int64]
 BoolArray = npt.NDArray[np.bool_]
+Binning = NumericBinning | CategoricalBinning
 
 
 class NumericBlock:
@@ -102,8 +105,9 @@ class NumericBlock:
 
     def count(
         self, ring: BucketRing, values: FloatArray, wrong: BoolArray | None, slots: IntArray
-    ) -> FloatArray:
-        """Count a (features, events) matrix; return the quality code counts over all time."""
+    ) -> tuple[FloatArray, FloatArray]:
+        """Count a (features, events) matrix; return what it adds over all time to the quality
+        code counts and to the bin counts (flat, as the ring statistics)."""
         codes = numeric_issue_codes(values, self._range_low, self._range_high, wrong)
         finite = np.isfinite(values)
         if wrong is not None:
@@ -120,11 +124,11 @@ class NumericBlock:
         if not finite.all():
             bins[~finite] = self.junk
         index = bins + self._bin_offsets
-        ring.add("numeric_bins", slots, index)
+        counted = ring.add("numeric_bins", slots, index)
         ring.add(
             "numeric_sums", slots, index, values if finite.all() else np.where(finite, values, 0.0)
         )
-        return quality
+        return quality, counted
 
     def window_rows(self, ring: BucketRing) -> tuple[FloatArray, FloatArray]:
         """Window bin counts and per-bin value sums as (features, width - 1) matrices.
@@ -175,8 +179,9 @@ class CategoricalBlock:
         wrong: BoolArray | None,
         slots: IntArray,
         index_out: IntArray | None = None,
-    ) -> FloatArray:
-        """Count one object column per feature; return the quality code counts.
+    ) -> tuple[FloatArray, FloatArray]:
+        """Count one object column per feature; return what it adds over all time to the
+        quality code counts and to the bin counts (flat).
 
         ``index_out`` ((features, events)), if given, receives each value's flat index into
         the (features, width) bins table (missing and wrong-type values: the junk column).
@@ -192,10 +197,10 @@ class CategoricalBlock:
         if missing.any():
             codes[missing] = self.junk
         index = codes + self._bin_offsets
-        ring.add("categorical_bins", slots, index)
+        counted = ring.add("categorical_bins", slots, index)
         if index_out is not None:
             index_out[...] = index
-        return quality
+        return quality, counted
 
     def window_rows(self, ring: BucketRing) -> FloatArray:
         """Window bin counts as a (features, width - 1) matrix laid out as ``reference_counts``:
@@ -212,6 +217,12 @@ class Features:
     def __init__(self, numeric: NumericBlock, categorical: CategoricalBlock) -> None:
         self.numeric = numeric
         self.categorical = categorical
+        binnings: list[tuple[FeatureSpec, Binning]] = [
+            *zip(numeric.specs, numeric.binnings, strict=True),
+            *zip(categorical.specs, categorical.binnings, strict=True),
+        ]
+        #: feature -> the reference's fraction in each of its bins
+        self._reference = {spec.name: reference_ratios(b.reference_counts) for spec, b in binnings}
 
     @classmethod
     def fit(cls, config: MonitorConfig, reference: ReferenceData) -> Features:
@@ -247,20 +258,61 @@ class Features:
         """The ring statistics of both blocks."""
         return {**self.numeric.shapes(), **self.categorical.shapes()}
 
+    def total_shapes(self) -> dict[str, tuple[int, ...]]:
+        """The statistics counted over all time: quality codes and bins of both blocks
+        (shaped as the ring's)."""
+        numeric, categorical = self.numeric, self.categorical
+        return {
+            "numeric_quality": (numeric.m, N_CODES),
+            "categorical_quality": (categorical.m, N_CODES),
+            "numeric_bins": (numeric.m, numeric.width),
+            "categorical_bins": (categorical.m, categorical.width),
+        }
+
+    def bins(self, totals: Mapping[str, FloatArray], names: Sequence[str]) -> dict[str, BinCounts]:
+        """Feature -> its drift bins (labels, counts since the start from ``totals``, reference
+        fractions), in the order of ``names``.
+
+        The counts are those of the drift figures' bins: a value that is missing, non-finite
+        or of the wrong type is in no bin; one outside the reference's range (or the spec's
+        ``low``/``high``) is in the under- or overflow bin, an unseen category in ``other``.
+        """
+        numeric, categorical = self.numeric, self.categorical
+        blocks: list[tuple[FloatArray, int, Sequence[FeatureSpec], Sequence[Binning]]] = [
+            (totals["numeric_bins"], numeric.width, numeric.specs, numeric.binnings),
+            (
+                totals["categorical_bins"],
+                categorical.width,
+                categorical.specs,
+                categorical.binnings,
+            ),
+        ]
+        by_name: dict[str, BinCounts] = {}
+        for total, width, specs, binnings in blocks:
+            rows = total.reshape(len(specs), width).tolist()
+            for row, spec, binning in zip(rows, specs, binnings, strict=True):
+                counts = tuple(row[: binning.n_bins])
+                by_name[spec.name] = BinCounts(binning.labels, counts, self._reference[spec.name])
+        return {name: by_name[name] for name in names}
+
     def count(
         self,
         ring: BucketRing,
         batch: PredictionBatch,
         slots: IntArray,
         n: int,
-        quality: tuple[FloatArray, FloatArray],
+        totals: Mapping[str, FloatArray],
         index: bool,
     ) -> IntArray | None:
-        """Count every feature of a checked batch; add the quality code counts to the
-        ``quality`` totals (numeric, categorical: (features, codes) each); return, if
+        """Count every feature of a checked batch; add what it adds over all time to the
+        ``totals`` of :meth:`total_shapes` (quality codes and bins of each block); return, if
         ``index``, the categorical values' flat bin indices (for the multivariate drift)."""
         numeric, categorical = self.numeric, self.categorical
-        numeric_quality, categorical_quality = quality
+        numeric_quality, categorical_quality = (
+            totals["numeric_quality"],
+            totals["categorical_quality"],
+        )
+        numeric_bins, categorical_bins = totals["numeric_bins"], totals["categorical_bins"]
         flat = np.empty((categorical.m, n), dtype=np.int64) if index else None
         if numeric.m:
             raw = [batch.features[spec.name] for spec in numeric.specs]
@@ -281,10 +333,11 @@ class Features:
                         joined = np.concatenate([c[start:stop] for c in raw])
                     values = joined.astype(np.float64, copy=False).reshape(numeric.m, stop - start)
                     joined = None
-                    counted = numeric.count(ring, values, None, slots[start:stop])
-                    numeric_quality += counted.reshape(numeric.m, N_CODES)
+                    quality, counted = numeric.count(ring, values, None, slots[start:stop])
+                    numeric_quality += quality.reshape(numeric.m, N_CODES)
+                    numeric_bins += counted.reshape(numeric.m, numeric.width)
             else:
-                self._count_numeric_slow(ring, raw, batch, slots, n, numeric_quality)
+                self._count_numeric_slow(ring, raw, batch, slots, n, numeric_quality, numeric_bins)
         if categorical.m:
             objects: list[npt.NDArray[Any]] = [
                 batch.features[spec.name] for spec in categorical.specs
@@ -297,14 +350,15 @@ class Features:
                     marks[j] = None if marked is None else np.asarray(marked, dtype=bool)
             for start in range(0, n, CHUNK):
                 stop = min(start + CHUNK, n)
-                counted = categorical.count(
+                quality, counted = categorical.count(
                     ring,
                     [column[start:stop] for column in objects],
                     chunk_mask(marks, start, stop),
                     slots[start:stop],
                     None if flat is None else flat[:, start:stop],
                 )
-                categorical_quality += counted.reshape(categorical.m, N_CODES)
+                categorical_quality += quality.reshape(categorical.m, N_CODES)
+                categorical_bins += counted.reshape(categorical.m, categorical.width)
         return flat
 
     def _count_numeric_slow(
@@ -315,6 +369,7 @@ class Features:
         slots: IntArray,
         n: int,
         total: FloatArray,
+        bins_total: FloatArray,
     ) -> None:
         """Numeric features with wrong-type masks or non-numeric (object) columns."""
         numeric = self.numeric
@@ -333,8 +388,11 @@ class Features:
             values = np.empty((numeric.m, stop - start))
             for j, column in enumerate(columns):
                 values[j] = column[start:stop]
-            quality = numeric.count(ring, values, chunk_mask(wrong, start, stop), slots[start:stop])
+            quality, counted = numeric.count(
+                ring, values, chunk_mask(wrong, start, stop), slots[start:stop]
+            )
             total += quality.reshape(numeric.m, N_CODES)
+            bins_total += counted.reshape(numeric.m, numeric.width)
 
     def drift(self, ring: BucketRing, min_samples: int) -> dict[str, DriftRow]:
         """Feature name -> drift figures of the window (numeric features, then categorical)."""

@@ -27,9 +27,8 @@ from modelmeter.engine.config import MonitorConfig, ReferenceData
 from modelmeter.engine.drift import benjamini_hochberg
 from modelmeter.engine.features import Features
 from modelmeter.engine.loss import LossEstimator
-from modelmeter.engine.multivariate import ReconstructionDrift
+from modelmeter.engine.multivariate import STATISTIC, ReconstructionDrift
 from modelmeter.engine.output import ModelOutput
-from modelmeter.engine.quality import N_CODES
 from modelmeter.engine.segments import Segments
 from modelmeter.engine.snapshot import DriftFigures, Snapshot
 from modelmeter.engine.state import MonitorState, StateTooLarge
@@ -150,13 +149,15 @@ class ModelMonitor:
         return shapes
 
     def _total_shapes(self) -> dict[str, tuple[int, ...]]:
-        return {
+        shapes: dict[str, tuple[int, ...]] = {
             "ops": (4,),
             "unknown_features": (1,),
-            "numeric_quality": (self._numeric.m, N_CODES),
-            "categorical_quality": (self._categorical.m, N_CODES),
+            **self._features.total_shapes(),
             **self._output.total_shapes(),
         }
+        if self._multivariate is not None:
+            shapes.update(self._multivariate.shapes())
+        return shapes
 
     # ------------------------------------------------------------------ counting
 
@@ -222,11 +223,10 @@ class ModelMonitor:
         if checked.errors is not None and checked.errors.any():
             totals["ops"] += ring.add("ops", slots[checked.errors], ERRORS)
         multivariate = self._multivariate
-        quality = (totals["numeric_quality"], totals["categorical_quality"])
-        index = self._features.count(ring, raw, slots, checked.n, quality, multivariate is not None)
+        index = self._features.count(ring, raw, slots, checked.n, totals, multivariate is not None)
         if multivariate is not None:
-            multivariate.observe(ring, self._features, raw, slots, index)
-        expected = self._output.observe(ring, checked, slots)
+            multivariate.observe(ring, self._features, raw, slots, index, totals[STATISTIC])
+        expected = self._output.observe(ring, checked, slots, totals)
         losses = None
         if self._loss is not None:
             predicted = np.asarray(checked.predicted, dtype=np.float64)
@@ -333,13 +333,16 @@ class ModelMonitor:
             reference_regression=output.reference_regression,
             multivariate=None
             if self._multivariate is None
-            else self._multivariate.window_figures(ring, minimum),
+            else self._multivariate.window_figures(ring, minimum, totals[STATISTIC]),
             estimated_regression=None
             if self._loss is None
             else self._loss.window_figures(ring, minimum),
             segments={}
             if self._segments is None
             else self._segments.figures(ring, output.classes, output.positive, minimum),
+            feature_bins=features.bins(totals, names),
+            prediction_bins=output.bins(totals["output"]),
+            expected_total=output.expected_total(totals.get("expected")),
         )
 
     def _drift(self) -> tuple[dict[str, DriftFigures], DriftFigures, bool]:

@@ -239,10 +239,12 @@ class ReconstructionDrift:
         batch: PredictionBatch,
         slots: IntArray,
         index: IntArray | None,
+        total: FloatArray,
     ) -> None:
-        """Reconstruction error of each event of a checked batch into the ring (missing,
-        non-finite and wrong-type numeric values: the reference mean; categorical: the flat
-        bin ``index`` of :meth:`Features.count`, missing ones as missing)."""
+        """Reconstruction error of each event of a checked batch into the ring, and into
+        ``total`` (the ring statistic's sums over all time); missing, non-finite and
+        wrong-type numeric values: the reference mean; categorical: the flat bin ``index`` of
+        :meth:`Features.count`, missing ones as missing."""
         specs = features.numeric.specs
         n = slots.shape[0]
         raw = [batch.features[spec.name] for spec in specs]
@@ -261,7 +263,7 @@ class ReconstructionDrift:
             values = np.empty((len(raw), stop - start))
             for j, column in enumerate(raw):
                 values[j] = column[start:stop]
-            self.count(ring, slots[start:stop], self.errors(values, codes[:, start:stop]))
+            total += self.count(ring, slots[start:stop], self.errors(values, codes[:, start:stop]))
 
     @staticmethod
     def shapes() -> dict[str, tuple[int, ...]]:
@@ -294,10 +296,11 @@ class ReconstructionDrift:
         result: FloatArray = np.sqrt(squared, out=squared)
         return result
 
-    def count(self, ring: BucketRing, slots: IntArray, errors: FloatArray) -> None:
-        """Add ``(1, e, e**2)`` of each event to the ring statistic (one bincount)."""
+    def count(self, ring: BucketRing, slots: IntArray, errors: FloatArray) -> FloatArray:
+        """Add ``(1, e, e**2)`` of each event to the ring statistic (one bincount); return
+        what they add over all time."""
         weights = np.stack([np.ones_like(errors), errors, errors * errors])
-        ring.add(STATISTIC, slots, np.broadcast_to(_SUM_INDEX, weights.shape), weights)
+        return ring.add(STATISTIC, slots, np.broadcast_to(_SUM_INDEX, weights.shape), weights)
 
     def band(self, n: int) -> tuple[float, float]:
         """(lower, upper) threshold of the mean error of a window of ``n`` rows."""
@@ -316,9 +319,13 @@ class ReconstructionDrift:
         lower, upper = self.band(n)
         return n, mean, lower, upper, not lower <= mean <= upper
 
-    def window_figures(self, ring: BucketRing, min_samples: int) -> MultivariateFigures:
-        """The figures of the ring's window (see :meth:`figures`)."""
-        return MultivariateFigures(METHOD, *self.figures(ring.window(STATISTIC), min_samples))
+    def window_figures(
+        self, ring: BucketRing, min_samples: int, total: FloatArray
+    ) -> MultivariateFigures:
+        """The figures of the ring's window (see :meth:`figures`), with the rows and error
+        sum of ``total`` (the statistic over all time)."""
+        figures = self.figures(ring.window(STATISTIC), min_samples)
+        return MultivariateFigures(METHOD, *figures, round(float(total[0])), float(total[1]))
 
 
 def block_tables(

@@ -22,6 +22,7 @@ into a (predicted, actual) matrix); labels give realized performance (``confusio
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from typing import NamedTuple
 
 import numpy as np
@@ -36,6 +37,7 @@ from modelmeter.engine.drift import (
     NumericBinning,
     categorical_drift,
     numeric_drift,
+    reference_ratios,
 )
 from modelmeter.engine.estimation import Calibrator
 from modelmeter.engine.performance import (
@@ -45,7 +47,7 @@ from modelmeter.engine.performance import (
     regression_sums,
 )
 from modelmeter.engine.segments import Expected
-from modelmeter.engine.snapshot import ClassificationFigures, RegressionFigures
+from modelmeter.engine.snapshot import BinCounts, ClassificationFigures, RegressionFigures
 from modelmeter.engine.windows import BucketRing
 
 __all__ = ["LabelOutcome", "ModelOutput"]
@@ -116,6 +118,9 @@ class ModelOutput:
             self.reference_regression = regression_figures(
                 regression_sums(values[rows], actual[rows]).sum(axis=0), 1
             )
+        binning = self.numeric or self.categorical
+        assert binning is not None
+        self._reference_ratios = reference_ratios(binning.reference_counts)
 
     def _bins(self) -> int:
         binning = self.numeric or self.categorical
@@ -135,21 +140,33 @@ class ModelOutput:
         return shapes
 
     def total_shapes(self) -> dict[str, tuple[int, ...]]:
-        """Statistics counted over all time: the confusion matrix of a classifier."""
-        return {"confusion": (self.k, self.k)} if self.config.is_classification else {}
+        """Statistics counted over all time: the output's bins, and a classifier's confusion
+        matrix and (with calibration) expected outcomes."""
+        shapes: dict[str, tuple[int, ...]] = {"output": (self._bins() + 1,)}
+        if self.config.is_classification:
+            shapes["confusion"] = (self.k, self.k)
+            if self.calibrator is not None:
+                shapes["expected"] = (self.k, self.k)
+        return shapes
 
     # ------------------------------------------------------------------ counting
 
     def observe(
-        self, ring: BucketRing, checked: CheckedPredictions, slots: IntArray
+        self,
+        ring: BucketRing,
+        checked: CheckedPredictions,
+        slots: IntArray,
+        totals: Mapping[str, FloatArray],
     ) -> Expected | None:
-        """Count the predictions; return their expected outcomes (None: no scored rows)."""
+        """Count the predictions (adding what they add over all time to the ``totals`` of
+        :meth:`total_shapes`); return their expected outcomes (None: no scored rows)."""
+        output = totals["output"]
         if self.categorical is not None:
             codes = np.asarray(checked.predicted, dtype=np.int64)
             bins = np.where(checked.valid, codes, self.categorical.n_bins)
-            ring.add("output", slots, bins)
+            output += ring.add("output", slots, bins)
             if self.calibrator is not None and checked.scores is not None:
-                return self._count_expected(ring, checked, codes, slots)
+                return self._count_expected(ring, checked, codes, slots, totals["expected"])
             return None
         binning = self.numeric
         assert binning is not None
@@ -157,13 +174,18 @@ class ModelOutput:
         bins = binning.index(values)
         if not checked.valid.all():
             bins[~checked.valid] = binning.n_bins
-        ring.add("output", slots, bins)
+        output += ring.add("output", slots, bins)
         weights = values if checked.valid.all() else np.where(checked.valid, values, 0.0)
         ring.add("output_sums", slots, bins, weights)
         return None
 
     def _count_expected(
-        self, ring: BucketRing, checked: CheckedPredictions, codes: IntArray, slots: IntArray
+        self,
+        ring: BucketRing,
+        checked: CheckedPredictions,
+        codes: IntArray,
+        slots: IntArray,
+        total: FloatArray,
     ) -> Expected | None:
         calibrator = self.calibrator
         assert calibrator is not None and checked.scores is not None
@@ -177,8 +199,9 @@ class ModelOutput:
         event_slots = slots if all_rows else slots[rows]
         probabilities = calibrator.probabilities(scores)
         flat = predicted * self.k
+        added = total.reshape(-1)
         for actual in range(self.k):
-            ring.add("expected", event_slots, flat + actual, probabilities[:, actual])
+            added += ring.add("expected", event_slots, flat + actual, probabilities[:, actual])
         return rows, flat, probabilities
 
     def label(self, ring: BucketRing, checked: CheckedLabels, slots: IntArray) -> LabelOutcome:
@@ -238,6 +261,25 @@ class ModelOutput:
                 ring.window("expected").reshape(k, k), self.classes, self.positive, min_samples
             )
         return realized, estimated, None
+
+    def bins(self, total: FloatArray) -> BinCounts:
+        """The output's drift bins: labels, predictions counted in each since the start (from
+        the ``output`` total; errored ones are in none) and the reference's fractions."""
+        binning = self.numeric or self.categorical
+        assert binning is not None
+        counts = tuple(total[: binning.n_bins].tolist())
+        return BinCounts(binning.labels, counts, self._reference_ratios)
+
+    def expected_total(self, matrix: FloatArray | None) -> dict[tuple[str, str], float]:
+        """(predicted, actual) -> expected count since the start (empty: no calibration)."""
+        if matrix is None:
+            return {}
+        values = matrix.tolist()
+        return {
+            (predicted, actual): values[p][a]
+            for p, predicted in enumerate(self.classes)
+            for a, actual in enumerate(self.classes)
+        }
 
     def confusion_total(self, matrix: FloatArray | None) -> dict[tuple[str, str], int]:
         """(predicted, actual) -> count of the all-time confusion matrix (empty: regression)."""

@@ -16,6 +16,7 @@ from dataclasses import asdict, dataclass, field
 from typing import Any
 
 __all__ = [
+    "BinCounts",
     "ClassFigures",
     "ClassificationFigures",
     "DriftFigures",
@@ -79,7 +80,10 @@ class MultivariateFigures:
     against the band calibrated on the reference for a window of ``samples`` rows.
 
     ``error``, ``lower`` and ``upper`` are NaN (and ``drifted`` False) below ``min_samples``;
-    ``drifted`` is True when the error is outside [lower, upper].
+    ``drifted`` is True when the error is outside [lower, upper]. ``rows_total`` and
+    ``error_total`` are the rows scored and the sum of their errors since the version started
+    (cumulative: the window's ``error`` is the difference of two error sums over the
+    difference of two row counts).
     """
 
     method: str
@@ -88,6 +92,24 @@ class MultivariateFigures:
     lower: float
     upper: float
     drifted: bool
+    rows_total: int = 0
+    error_total: float = 0.0
+
+
+@dataclass(frozen=True)
+class BinCounts:
+    """The drift bins of one feature (or of the model output), as the drift figures use them.
+
+    ``labels``: the bins, numeric ``"0"`` .. ``"k-1"`` (underflow, the reference's quantile
+    bins, overflow), categorical the vocabulary then ``other``. ``counts``: values counted in
+    each bin since the version started (cumulative; the window's counts of the drift figures
+    are the differences of two such vectors). ``reference``: the reference's fraction in each
+    bin (sums to 1; NaN for a reference without values), the ``p`` of PSI.
+    """
+
+    labels: tuple[str, ...]
+    counts: tuple[float, ...]
+    reference: tuple[float, ...]
 
 
 @dataclass(frozen=True)
@@ -144,6 +166,12 @@ class Snapshot:
 
     ``segments`` maps each segment feature to its values (vocabulary, then ``other``) and
     their :class:`SegmentFigures`; empty when the model has no segments.
+
+    Cumulative counts for a Prometheus that merges several monitors of one model (counters,
+    summed over collectors): ``feature_bins`` and ``prediction_bins`` (:class:`BinCounts` of
+    every feature and of the output), ``expected_total`` (classification with scores: the
+    expected confusion matrix, sums of calibrated probabilities, ``(predicted, actual) ->
+    count``, counted at prediction time) and ``multivariate``'s totals.
     """
 
     time: float
@@ -173,9 +201,13 @@ class Snapshot:
     multivariate: MultivariateFigures | None = None
     estimated_regression: RegressionFigures | None = None
     segments: Mapping[str, Mapping[str, SegmentFigures]] = field(default_factory=dict)
+    feature_bins: Mapping[str, BinCounts] = field(default_factory=dict)
+    prediction_bins: BinCounts | None = None
+    expected_total: Mapping[tuple[str, str], float] = field(default_factory=dict)
 
     def to_dict(self) -> dict[str, Any]:
-        """JSON-able form: NaN -> None, ``confusion_total`` as a list of records.
+        """JSON-able form: NaN -> None, ``confusion_total`` and ``expected_total`` as lists of
+        records.
 
         >>> from modelmeter.engine import Histogram
         >>> empty = Histogram(bounds=(1.0,), counts=(0, 0), sum=0.0, count=0)
@@ -201,9 +233,12 @@ class Snapshot:
             }
         else:
             del data["segments"]  # a model without segments: the form it always had
-        data["confusion_total"] = [
-            {"predicted": p, "actual": a, "count": n} for (p, a), n in self.confusion_total.items()
-        ]
+        data["feature_bins"] = {name: asdict(value) for name, value in self.feature_bins.items()}
+        for name in ("confusion_total", "expected_total"):
+            data[name] = [
+                {"predicted": p, "actual": a, "count": n}
+                for (p, a), n in getattr(self, name).items()
+            ]
         cleaned: dict[str, Any] = _without_nan(data)
         return cleaned
 

@@ -7,6 +7,11 @@ limit). A checkpoint is plain JSON-able data, format :data:`CHECKPOINT_FORMAT`:
 ``{"format", "ring", "totals", "latency", "label_delay"}``; statistics added to the engine
 after a checkpoint was written start empty when it is loaded (see :meth:`MonitorState.load`).
 
+The totals are the counters a Prometheus merges over collectors (operations, quality codes,
+the confusion matrix, and the drift bins, expected outcomes and reconstruction sums of
+:data:`ADDED_TOTALS`): they are cumulative for the version's state, so a collector restarted
+from its checkpoint (and the operation log after it) continues from the same values.
+
 >>> state = MonitorState(3, 10.0, {"ops": (4,)}, {"ops": (4,)})
 >>> state.nbytes, sorted(state.to_checkpoint())
 (128, ['format', 'label_delay', 'latency', 'ring', 'totals'])
@@ -25,9 +30,13 @@ from modelmeter.engine.multivariate import STATISTIC
 from modelmeter.engine.operations import LABEL_DELAY_BOUNDS, LATENCY_BOUNDS, CumulativeHistogram
 from modelmeter.engine.windows import BucketRing
 
-__all__ = ["CHECKPOINT_FORMAT", "MonitorState", "StateTooLarge"]
+__all__ = ["ADDED_TOTALS", "CHECKPOINT_FORMAT", "MonitorState", "StateTooLarge"]
 
 CHECKPOINT_FORMAT = 1
+
+#: Totals that checkpoints written before them lack (they load as 0, counting from then on):
+#: bin counts of the features and of the output, expected outcomes, reconstruction sums.
+ADDED_TOTALS = frozenset({"numeric_bins", "categorical_bins", "output", "expected", STATISTIC})
 
 FloatArray = npt.NDArray[np.float64]
 Shapes = Mapping[str, tuple[int, ...]]
@@ -87,8 +96,9 @@ class MonitorState:
         (other features, classes, bins or window).
 
         Checkpoints written before multivariate drift, segments or the loss estimate existed
-        load with those windows empty; one with multivariate drift loads into a monitor
-        without it (that window is dropped).
+        load with those windows empty, and those written before the totals of
+        :data:`ADDED_TOTALS` with those totals at 0; one with multivariate drift loads into a
+        monitor without it (that window and total are dropped).
         """
         if data.get("format") != CHECKPOINT_FORMAT:
             raise ValueError(f"checkpoint format {data.get('format')!r} is not {CHECKPOINT_FORMAT}")
@@ -109,7 +119,12 @@ class MonitorState:
             if added_later and name not in arrays:
                 arrays[name] = np.zeros((n_buckets, *shape)).tolist()
         loaded = BucketRing.from_data({**ring_data, "arrays": arrays}, shapes)
-        totals = data["totals"]
+        totals = dict(data["totals"])
+        if STATISTIC in totals and STATISTIC not in self.totals:
+            del totals[STATISTIC]
+        for name, array in self.totals.items():
+            if name in ADDED_TOTALS and name not in totals:
+                totals[name] = np.zeros(array.shape)
         if set(totals) != set(self.totals):
             raise ValueError("checkpoint totals do not match the configuration")
         restored: dict[str, FloatArray] = {}

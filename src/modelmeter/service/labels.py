@@ -67,20 +67,16 @@ def validate_labels(
 def label_payload(rows: Sequence[tuple[Any, ...]], schema: Schema) -> dict[str, Any]:
     """Columns of a ``LabelBatch`` from ``(label_ts, prediction_ts, prediction, label, scores)``
     rows, each optionally with a sixth item: the prediction's segment value codes (a list, or
-    None: unknown). The ``segments`` column is there only when some row has codes (a payload
-    without it, as every payload written before segments, has no segments)."""
+    None: unknown). The scores are not kept: the engine counts the expected outcomes of a
+    prediction when it is made (payloads written before that have a ``scores`` column, which
+    :func:`label_batch` ignores). The ``segments`` column is there only when some row has
+    codes (a payload without it, as every payload written before segments, has no segments)."""
     payload: dict[str, Any] = {
         "label_ts": [r[0] for r in rows],
         "prediction_ts": [r[1] for r in rows],
         "predictions": [r[2] for r in rows],
         "labels": [r[3] for r in rows],
     }
-    if any(r[4] is not None for r in rows):
-        if schema.task == "multiclass":
-            k = len(schema.classes)
-            payload["scores"] = [list(r[4]) if r[4] is not None else [None] * k for r in rows]
-        else:
-            payload["scores"] = [r[4] for r in rows]
     codes = [r[5] if len(r) > 5 else None for r in rows]
     width = next((len(c) for c in codes if c is not None), None)
     if width is not None:
@@ -90,13 +86,11 @@ def label_payload(rows: Sequence[tuple[Any, ...]], schema: Schema) -> dict[str, 
 
 def label_batch(payload: Mapping[str, Any], schema: Schema) -> LabelBatch:
     """The ``LabelBatch`` of a payload from :func:`label_payload` (or its JSON)."""
-    scores = payload.get("scores")
     segments = payload.get("segments")
     return LabelBatch(
         label_timestamps=floats(payload["label_ts"]),
         prediction_timestamps=floats(payload["prediction_ts"]),
         predictions=targets(payload["predictions"], schema),
         labels=targets(payload["labels"], schema),
-        scores=None if scores is None else floats(scores),
         segments=None if segments is None else np.array(segments, dtype=np.int64),
     )
