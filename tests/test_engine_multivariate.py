@@ -359,7 +359,13 @@ def test_exposition_families_labels_and_bound() -> None:
     series = [line for line in body.splitlines() if 'model="m"' in line and line[0] != "#"]
     assert len(series) <= series_bound(spec, versions=1, replicas=1)
     without = load_spec(json.dumps(spec.to_dict() | {"drift": {"multivariate": False}}))
-    assert series_bound(spec, 1, 1) - series_bound(without, 1, 1) == 4
+    assert series_bound(spec, 1, 1) - series_bound(without, 1, 1) == 4 + 2  # + error sum, rows
+    mv = {"model": "m", "version": "v1"}
+    rows = registry.get_sample_value("model_multivariate_reconstruction_rows_total", mv)
+    error_sum = registry.get_sample_value("model_multivariate_reconstruction_error_sum_total", mv)
+    assert rows == snap.multivariate.rows_total == 2_050  # every row counted, also the first 50
+    assert error_sum == snap.multivariate.error_total
+    assert math.isclose(error_sum / rows, snap.multivariate.error, rel_tol=1e-12)  # one window
 
 
 def test_collector_exports_multivariate_drift(tmp_path: Path) -> None:

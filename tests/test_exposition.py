@@ -338,7 +338,13 @@ def test_nan_figures_are_omitted(registry: ExpositionRegistry, scenario: Scenari
         "model_unknown_features_total",
         "model_labeled_predictions_total",
         "model_classification_outcomes_total",
+        "model_estimated_outcomes_total",
         "model_feature_quality_issues_total",
+        # the counters of every bin are there (at 0) before the first event
+        "model_feature_bin_observations_total",
+        "model_prediction_bin_observations_total",
+        "model_multivariate_reconstruction_error_sum_total",
+        "model_multivariate_reconstruction_rows_total",
         "model_prediction_latency_seconds_bucket",
         "model_prediction_latency_seconds_count",
         "model_prediction_latency_seconds_sum",

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from modelmeter.engine.config import DEFAULT_MAX_CATEGORIES
 from modelmeter.engine.operations import LABEL_DELAY_BOUNDS, LATENCY_BOUNDS
 from modelmeter.spec import DEFAULT_THRESHOLDS, MAX_SEGMENT_VALUES, ModelSpec
 
@@ -27,6 +28,7 @@ __all__ = [
     "QUALITY_ISSUES",
     "RETIREMENT_REASONS",
     "MetricDef",
+    "drift_bins",
     "segment_values",
     "series_bound",
 ]
@@ -138,6 +140,17 @@ METRICS: tuple[MetricDef, ...] = (
         "1 if the feature drifted (Benjamini-Hochberg controlled), else 0.",
     ),
     _g("model_prediction_drift", (*_MV, "statistic"), "Drift of the model output in the window."),
+    _g(
+        "model_feature_reference_ratio",
+        ("model", "feature", "bin"),
+        "Fraction of the reference data's values of the feature in each drift bin (sums to 1; "
+        "the reference proportions of PSI).",
+    ),
+    _g(
+        "model_prediction_reference_ratio",
+        ("model", "bin"),
+        "Fraction of the reference data's predictions in each bin of the output drift.",
+    ),
     _g("model_drift_detected", _MV, "1 if any feature or the output drifted, else 0."),
     _g(
         "model_multivariate_drift",
@@ -233,9 +246,36 @@ METRICS: tuple[MetricDef, ...] = (
         "One-vs-rest true positives (tp), false positives (fp), false negatives (fn) per class.",
     ),
     _c(
+        "model_estimated_outcomes_total",
+        (*_MV, "class", "outcome"),
+        "Expected one-vs-rest tp, fp, fn per class: sums of the calibrated probabilities of the "
+        "scored predictions, counted when they are made.",
+    ),
+    _c(
         "model_feature_quality_issues_total",
         (*_MV, "feature", "issue"),
         "Feature values with a data-quality issue.",
+    ),
+    _c(
+        "model_feature_bin_observations_total",
+        (*_MV, "feature", "bin"),
+        "Feature values per drift bin (bin: 0 .. k-1 by the reference's edges, or the "
+        "category or other); missing and wrong-type values are in none.",
+    ),
+    _c(
+        "model_prediction_bin_observations_total",
+        (*_MV, "bin"),
+        "Predictions per bin of the output drift (errored predictions are in none).",
+    ),
+    _c(
+        "model_multivariate_reconstruction_error_sum_total",
+        _MV,
+        "Sum of the PCA reconstruction errors of the predictions (multivariate drift).",
+    ),
+    _c(
+        "model_multivariate_reconstruction_rows_total",
+        _MV,
+        "Predictions scored by the multivariate drift (the count of the error sum).",
     ),
     _c("model_unknown_features_total", _MV, "Feature names sent that are not in the spec."),
     MetricDef("model_prediction_latency_seconds", "histogram", _MV, "Prediction latency."),
@@ -284,38 +324,46 @@ METRICS: tuple[MetricDef, ...] = (
 )
 
 
-def series_bound(spec: ModelSpec, versions: int, replicas: int) -> int:
+def series_bound(
+    spec: ModelSpec, versions: int, replicas: int, max_categories: int = DEFAULT_MAX_CATEGORIES
+) -> int:
     """The most series one model can export with ``versions`` live versions and ``replicas``
     reporting replicas (the README's cardinality formula; tests check /metrics against it).
 
-    With ``k`` classes (0 for regression), ``F`` features and ``S`` drift statistics, a version
-    exports at most ``k**2 + 6k + F*(S + 7) + S + c`` series (the confusion matrix, per-class
-    figures and outcomes, per-feature drift and quality, output drift) where ``c`` counts the
-    fixed families and histogram buckets, plus 4 with multivariate drift (on and ``F >= 2``:
-    error, lower and upper bound, flag), plus ``(8 + 3)`` (classification) or ``(4 + 3)``
-    (regression) per segment value (:func:`segment_values`); each replica adds its CPU,
-    memory and two dropped counters; the model adds its gauges, thresholds and ingest, expiry
-    and retirement counters.
+    With ``k`` classes (0 for regression), ``F`` features, ``S`` drift statistics and ``B``
+    drift bins in all (:func:`drift_bins`: of every feature and of the output), a version
+    exports at most ``k**2 + 9k + F*(S + 7) + S + B + c`` series (the confusion matrix,
+    per-class figures, realized and estimated outcomes, per-feature drift and quality, output
+    drift, bin counters) where ``c`` counts the fixed families and histogram buckets, plus 6
+    with multivariate drift (on and ``F >= 2``: error, lower and upper bound, flag, error sum
+    and rows), plus ``(8 + 3)`` (classification) or ``(4 + 3)`` (regression) per segment value
+    (:func:`segment_values`); each replica adds its CPU, memory and two dropped counters; the
+    model adds its gauges, thresholds, the ``B`` reference ratios, and its ingest, expiry and
+    retirement counters. ``max_categories`` is the collector's MODELMETER_MAX_CATEGORIES (the
+    most bins of a categorical feature without spec categories, ``other`` aside).
 
     >>> from modelmeter.spec import load_spec
     >>> spec = load_spec(b'{"task": "binary", "classes": [0, 1], "features": '
     ...                  b'[{"name": "x", "type": "numeric"}], "reference": {"path": "r.csv"}}')
     >>> series_bound(spec, versions=1, replicas=1)
-    129
+    165
     """
     k = len(spec.classes)
     n_features = len(spec.features)
     n_stats = len(DRIFT_STATISTICS)
+    bins = drift_bins(spec, max_categories)
     per_version = 2 if spec.positive_class is not None else 1  # model_info, positive class
     if k:
         per_version += 3 * 4 + 3 * k  # realized, estimated, reference figures; per class
-        per_version += k * k + 3 * k  # confusion matrix, one-vs-rest outcomes
+        per_version += k * k + 3 * k + 3 * k  # confusion matrix, realized, estimated outcomes
     else:
         per_version += 6  # realized, estimated and reference MAE and RMSE
     per_version += 4  # window predictions, labeled, errors; label coverage
     per_version += n_features * (n_stats + 1) + n_stats + 1  # drift statistics and flags
+    per_version += bins  # values per bin of every feature and of the output
     if spec.has_multivariate:
         per_version += 1 + len(MULTIVARIATE_BOUNDS) + 1  # error, band, flag
+        per_version += 2  # error sum, rows
     per_version += n_features * 3 * 2  # quality ratio and total, three issues per feature
     per_version += 3  # predictions, errors, unknown features
     per_value = 8 + 3 if k else 4 + 3  # realized and estimated figures; volume, coverage
@@ -323,9 +371,35 @@ def series_bound(spec: ModelSpec, versions: int, replicas: int) -> int:
     per_version += len(LATENCY_BOUNDS) + 3 + len(LABEL_DELAY_BOUNDS) + 3  # buckets, sum, count
     per_replica = 2 + len(INGEST_KINDS)  # CPU, memory, dropped per kind
     per_model = 5 + len(DEFAULT_THRESHOLDS)  # window, min_samples, pending, waiting, last
+    per_model += bins  # reference ratios
     per_model += len(INGEST_KINDS) * (len(INGEST_OUTCOMES) + len(EXPIRY_REASONS))
     per_model += len(RETIREMENT_REASONS)
     return per_model + versions * per_version + replicas * per_replica
+
+
+def drift_bins(spec: ModelSpec, max_categories: int = DEFAULT_MAX_CATEGORIES) -> int:
+    """The most drift bins of a model, those of every feature and of the output: a numeric
+    feature (or a regression's output) ``drift_bins + 2`` (the reference's quantile bins,
+    fewer when quantiles coincide, and under- and overflow), a categorical feature its
+    categories (without them: at most ``max_categories``) plus ``other``, a classifier's output
+    its ``k`` classes plus ``other``.
+
+    >>> from modelmeter.spec import load_spec
+    >>> spec = load_spec(b'{"task": "multiclass", "classes": ["a", "b", "c"], "features": ['
+    ...     b'{"name": "x", "type": "numeric"},'
+    ...     b'{"name": "country", "type": "categorical", "categories": ["de", "fr"]},'
+    ...     b'{"name": "channel", "type": "categorical"}]}')
+    >>> drift_bins(spec), drift_bins(spec, max_categories=5)
+    (120, 25)
+    """
+    total = len(spec.classes) + 1 if spec.classes else spec.drift_bins + 2
+    for feature in spec.features:
+        if feature.kind == "numeric":
+            total += spec.drift_bins + 2
+        else:
+            categories = feature.categories
+            total += (max_categories if categories is None else len(categories)) + 1
+    return total
 
 
 def segment_values(spec: ModelSpec) -> int:

@@ -7,8 +7,14 @@ family of :data:`~modelmeter.metric_table.METRICS`, which
 
 The ``model`` label is the registered model's name; ``feature``, ``class`` and ``threshold``
 labels come only from the model's spec and the fixed lists of the metric table (never from the
-snapshot's keys or from events), so bad traffic cannot create series. ``version`` and
+snapshot's keys or from events), and ``bin`` labels from the engine's drift bins (fitted on the
+spec and its reference data), so bad traffic cannot create series. ``version`` and
 ``replica`` are checked with :func:`modelmeter.names.is_name`.
+
+The counters of a model spread over several collectors (bin observations, estimated outcomes,
+reconstruction sums) are exported for every bin and class from the version's first
+prediction, at 0 until something is counted, so that a difference over a window is defined;
+the reference ratios are the model's (one copy, from its first version's snapshot).
 
 This module knows nothing of the service: a replica's resources and the store's size are
 read through :class:`ResourceFigures` and :class:`StoreFigures` (any object with those
@@ -237,9 +243,11 @@ def _add_model(f: Samples, model: ModelState) -> None:
     thresholds = f["model_alert_threshold"]
     for threshold in DEFAULT_THRESHOLDS:
         thresholds.append(((name, threshold), float(spec.thresholds[threshold])))
-    for version in sorted(model.snapshots):
-        if is_name("version", version):
-            _add_version(f, spec, (name, version), model.snapshots[version])
+    versions = [v for v in sorted(model.snapshots) if is_name("version", v)]
+    for version in versions:
+        _add_version(f, spec, (name, version), model.snapshots[version])
+    if versions:  # every version's monitor has the spec's bins: the first one's will do
+        _add_reference(f, spec, name, model.snapshots[versions[0]])
     cpu, memory = f["model_serving_cpu_ratio"], f["model_serving_memory_bytes"]
     for (version, replica), resources in sorted(model.resources.items()):
         if version in model.snapshots and is_name("replica", replica):
@@ -280,6 +288,7 @@ def _add_version(f: Samples, spec: ModelSpec, mv: Labels, snap: Snapshot) -> Non
     _add_segments(f, spec, mv, snap)
     _add_quality(f, spec, mv, snap)
     _add_counters(f, spec, mv, snap)
+    _add_bins(f, spec, mv, snap)
     _add_histogram(f.histogram["model_prediction_latency_seconds"], mv, snap.latency)
     _add_histogram(f.histogram["model_label_delay_seconds"], mv, snap.label_delay)
 
@@ -416,6 +425,63 @@ def _add_counters(f: Samples, spec: ModelSpec, mv: Labels, snap: Snapshot) -> No
         outcomes.append(((*mv, cls, "tp"), float(tp)))
         outcomes.append(((*mv, cls, "fp"), float(predicted_sums[cls] - tp)))
         outcomes.append(((*mv, cls, "fn"), float(actual_sums[cls] - tp)))
+    expected = snap.expected_total
+    if expected:  # scores in the reference: the expected confusion E[predicted, actual]
+        estimated = f["model_estimated_outcomes_total"]
+        for cls in spec.classes:
+            tp_value = expected.get((cls, cls), 0.0)
+            fp = math.fsum(expected.get((cls, a), 0.0) for a in spec.classes if a != cls)
+            fn = math.fsum(expected.get((p, cls), 0.0) for p in spec.classes if p != cls)
+            estimated.append(((*mv, cls, "tp"), tp_value))
+            estimated.append(((*mv, cls, "fp"), fp))
+            estimated.append(((*mv, cls, "fn"), fn))
+
+
+def _add_bins(f: Samples, spec: ModelSpec, mv: Labels, snap: Snapshot) -> None:
+    """Values per drift bin of every feature and of the output; reconstruction sums."""
+    rows = f["model_feature_bin_observations_total"]
+    for feature in spec.features:
+        bins = snap.feature_bins.get(feature.name)
+        if bins is None:
+            continue
+        if feature.kind == "categorical" and any(map(_needs_escape, bins.labels)):
+            f.plain = False
+        rows.extend(
+            ((*mv, feature.name, b), c) for b, c in zip(bins.labels, bins.counts, strict=True)
+        )
+    output = snap.prediction_bins
+    if output is not None:  # classes: checked for escapes with the model
+        f["model_prediction_bin_observations_total"].extend(
+            ((*mv, b), c) for b, c in zip(output.labels, output.counts, strict=True)
+        )
+    multivariate = snap.multivariate
+    if multivariate is not None and spec.has_multivariate:
+        f["model_multivariate_reconstruction_error_sum_total"].append(
+            (mv, multivariate.error_total)
+        )
+        f["model_multivariate_reconstruction_rows_total"].append(
+            (mv, float(multivariate.rows_total))
+        )
+
+
+def _add_reference(f: Samples, spec: ModelSpec, name: str, snap: Snapshot) -> None:
+    """The reference's fraction in each drift bin (NaN ones, of an empty reference, left out)."""
+    rows = f["model_feature_reference_ratio"]
+    for feature in spec.features:
+        bins = snap.feature_bins.get(feature.name)
+        if bins is not None:
+            rows.extend(
+                ((name, feature.name, b), p)
+                for b, p in zip(bins.labels, bins.reference, strict=True)
+                if _finite(p)
+            )
+    output = snap.prediction_bins
+    if output is not None:
+        f["model_prediction_reference_ratio"].extend(
+            ((name, b), p)
+            for b, p in zip(output.labels, output.reference, strict=True)
+            if _finite(p)
+        )
 
 
 def _add_histogram(

@@ -19,11 +19,19 @@ from typing import Literal
 import numpy as np
 import numpy.typing as npt
 
-__all__ = ["FeatureSpec", "MonitorConfig", "MultivariateConfig", "ReferenceData"]
+__all__ = [
+    "DEFAULT_MAX_CATEGORIES",
+    "FeatureSpec",
+    "MonitorConfig",
+    "MultivariateConfig",
+    "ReferenceData",
+]
 
 TASKS = ("binary", "multiclass", "regression")
 KINDS = ("numeric", "categorical")
 MULTIVARIATE_METHODS = ("pca",)
+#: Most categories a categorical feature without spec categories takes from the reference.
+DEFAULT_MAX_CATEGORIES = 100
 
 
 @dataclass(frozen=True)
@@ -118,7 +126,7 @@ class MonitorConfig:
     min_samples: int = 100
     drift_bins: int = 10
     drift_fdr: float = 0.05
-    max_categories: int = 100
+    max_categories: int = DEFAULT_MAX_CATEGORIES
     multivariate: MultivariateConfig | None = MultivariateConfig()
     segments: tuple[str, ...] = ()
     n_buckets: int = field(init=False, repr=False, compare=False)
