@@ -232,6 +232,30 @@ def test_a_down_collector_is_retried_while_the_others_carry_on(servers: list[Rec
         late.close()
 
 
+def test_a_forked_child_gets_a_sender_per_collector(servers: list[Recorder]) -> None:
+    import os
+
+    urls = [rec.url for rec in servers]
+    router = Router(urls)
+    client = make_client(urls)
+    ids = seeded_ids(30)
+    pid = os.fork()
+    if pid == 0:  # the child: every collector's share through the inherited client
+        code = 1
+        try:
+            for event_id in ids:
+                client.log_prediction({"x": 1.0}, 0, id=event_id)
+            code = 0 if client.flush(timeout=10) and client.stats["sent"] == 30 else 2
+        finally:
+            os._exit(code)
+    _, status = os.waitpid(pid, 0)
+    assert os.waitstatus_to_exitcode(status) == 0
+    for rec, part in zip(servers, router.partition(ids), strict=True):
+        assert sorted(e["id"] for e in rec.events()) == sorted(ids[p] for p in part)
+    assert client.stats["sent"] == 0  # the parent's counts are its own
+    client.close()
+
+
 def test_block_timeout_bounds_the_whole_call() -> None:
     """A batch whose rows go to three full queues waits ``block_timeout`` in all, not for
     each collector."""
