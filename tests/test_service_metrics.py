@@ -5,6 +5,7 @@ predictions; resources per replica; the /metrics text parses and carries no unkn
 from __future__ import annotations
 
 import io
+import time
 from pathlib import Path
 from typing import Any
 
@@ -22,7 +23,7 @@ from sklearn.metrics import (
     recall_score,
 )
 
-from service_support import collector, events, spec_dict, write_reference
+from service_support import collector, events, spec_dict, without_labels, write_reference
 
 JSON = {"content-type": "application/json"}
 TOL = 1e-12
@@ -164,3 +165,87 @@ def test_multiclass_upload_and_regression_equal_sklearn(tmp_path: Path) -> None:
         listing = c.get("/v1/models").json()["models"]
         assert [(x["model"], x["versions"]) for x in listing] == [
             ("multi", ["v2"]), ("reg", ["default"])]  # fmt: skip
+
+
+MERGED = (
+    "model_feature_bin_observations_total",
+    "model_prediction_bin_observations_total",
+    "model_estimated_outcomes_total",
+    "model_multivariate_reconstruction_error_sum_total",
+    "model_multivariate_reconstruction_rows_total",
+    "model_feature_reference_ratio",
+    "model_prediction_reference_ratio",
+)
+
+
+def merged(
+    m: dict[Any, float], **match: str
+) -> dict[tuple[str, frozenset[tuple[str, str]]], float]:
+    """The samples of the families merged over collectors (deploy/prometheus/rules/merged.yml)."""
+    return {
+        key: value
+        for key, value in m.items()
+        if key[0] in MERGED and match.items() <= dict(key[1]).items()
+    }
+
+
+def by_bin(m: dict[Any, float], name: str, **match: str) -> dict[str, float]:
+    return {dict(k[1])["bin"]: v for k, v in merged(m, **match).items() if k[0] == name}
+
+
+def test_merged_counters_survive_sigkill_and_restart_with_a_changed_spec(tmp_path: Path) -> None:
+    """Counted by the real collector: bins of the events' values, expected outcomes of every
+    scored prediction; the same values after kill -9 (checkpoint + log replay); 0 after a
+    changed spec restarted the version (every series still there)."""
+    from helpers import free_port
+
+    ref = write_reference(tmp_path)
+    port, data = free_port(), tmp_path / "data"
+    env = {"MODELMETER_CHECKPOINT_INTERVAL": "0.2s"}
+    spec = spec_dict(str(ref))
+    proc = collector(tmp_path, env=env, data_dir=data, port=port).start()
+    try:
+        c = httpx.Client(base_url=proc.url, timeout=10)
+        assert c.put("/v1/models/m", content=orjson.dumps(spec), headers=JSON).status_code == 201
+        assert merged(metrics(proc.url)) == {}  # no version yet
+        first = events(0, 300, seed=5)
+        body = {"predictions": [{k: v for k, v in e.items() if k != "_label"} for e in first]}
+        assert c.post("/v1/models/m/predictions", json=body).json()["accepted"] == 300
+        m = metrics(proc.url)
+        mv = {"model": "m", "version": "default"}
+        stations = by_bin(m, "model_feature_bin_observations_total", feature="station", **mv)
+        sent = [e["features"]["station"] for e in first]
+        assert stations == {s: float(sent.count(s)) for s in ("a", "b", "c")} | {"other": 0.0}
+        x1 = by_bin(m, "model_feature_bin_observations_total", feature="x1", **mv)
+        assert list(x1) == [str(i) for i in range(12)] and sum(x1.values()) == 300
+        ratios = by_bin(m, "model_feature_reference_ratio", feature="x1", model="m")
+        assert list(ratios) == list(x1) and abs(sum(ratios.values()) - 1) < TOL
+        outputs = by_bin(m, "model_prediction_bin_observations_total", **mv)
+        predicted = [str(e["prediction"]) for e in first]
+        assert outputs == {"0": predicted.count("0"), "1": predicted.count("1"), "other": 0}
+        estimated = {
+            (dict(k[1])["class"], dict(k[1])["outcome"]): v
+            for k, v in merged(m, **mv).items()
+            if k[0] == "model_estimated_outcomes_total"
+        }
+        assert len(estimated) == 6  # every scored prediction adds its probabilities, 1 in all
+        assert abs(sum(estimated[(cls, o)] for cls in "01" for o in ("tp", "fp")) - 300) < 1e-9
+        assert get(m, "model_multivariate_reconstruction_rows_total", **mv) == 300
+        time.sleep(1.0)  # a checkpoint of the first batch, then a batch in the log after it
+        second = without_labels(events(300, 200, seed=6))
+        assert c.post("/v1/models/m/predictions", json={"predictions": second}).json()[
+            "accepted"] == 200  # fmt: skip
+        before = merged(metrics(proc.url))
+        assert get(before, "model_multivariate_reconstruction_rows_total", **mv) == 500
+        proc.kill()
+        proc = collector(tmp_path, env=env, data_dir=data, port=port).start()
+        assert merged(metrics(proc.url)) == before
+        changed = spec | {"min_samples": 21}
+        assert c.put("/v1/models/m", content=orjson.dumps(changed), headers=JSON).status_code == 200
+        reset = merged(metrics(proc.url))
+        assert set(reset) == set(before)
+        counters = {k: v for k, v in reset.items() if k[0].endswith("_total")}
+        assert counters and set(counters.values()) == {0.0}
+        c.close()
+    finally:
+        proc.stop()
