@@ -249,3 +249,27 @@ def test_merged_counters_survive_sigkill_and_restart_with_a_changed_spec(tmp_pat
         c.close()
     finally:
         proc.stop()
+
+
+def test_the_series_limit_counts_the_drift_bins(tmp_path: Path) -> None:
+    """MODELMETER_MAX_MODEL_SERIES refuses a spec whose bound (with its bin counters and
+    reference ratios) is above it: one drift bin more per feature tips it over."""
+    from modelmeter.metric_table import series_bound
+    from modelmeter.spec import load_spec
+
+    ref = write_reference(tmp_path)
+    fewer = spec_dict(str(ref)) | {"drift": {"bins": 9}}
+    more = spec_dict(str(ref)) | {"drift": {"bins": 10}}
+    bound = [series_bound(load_spec(orjson.dumps(s)), 4, 2) for s in (fewer, more)]
+    assert bound[1] - bound[0] == 3 * (4 + 1)  # 3 numeric features: 4 versions and the ratios
+    env = {
+        "MODELMETER_MAX_MODEL_SERIES": str(bound[0]),
+        "MODELMETER_MAX_VERSIONS": "4",
+        "MODELMETER_MAX_REPLICAS": "2",
+    }
+    with collector(tmp_path, env=env) as proc, httpx.Client(base_url=proc.url, timeout=10) as c:
+        refused = c.put("/v1/models/more", content=orjson.dumps(more), headers=JSON)
+        assert refused.status_code == 422 and f"up to {bound[1]:,} series" in refused.text
+        assert (
+            c.put("/v1/models/fewer", content=orjson.dumps(fewer), headers=JSON).status_code == 201
+        )
