@@ -192,34 +192,44 @@ PER_COLLECTOR_GAUGES = re.compile(
 NOT_MERGED = frozenset({"LowSegmentAccuracy"})
 
 
+FLOAT_COUNTERS = frozenset(
+    {"model_estimated_outcomes_total", "model_multivariate_reconstruction_error_sum_total"}
+)
+
+
 def test_windowed_counters_use_the_exact_window_count() -> None:
     """Every counter of merged.yml enters through the one window construction of its header
-    (no rate(), increase() or plain offset, whose mix over collectors is not exact)."""
-    pattern = re.compile(
+    (no rate(), increase() or plain offset, whose mix over collectors is not exact); the float
+    counters through its variant that tolerates a read-back a hair lower."""
+    exact = re.compile(
         r"\(\s*\(\s*last_over_time\((\w+)\[(5m|1h)\]\)\s*-\s*"
         r"last_over_time\(\1\[1h\] offset \2\)\s*\)\s*>= 0\s*unless\s*"
         r"resets\(\1\[\2\]\) > 0\s*\)\s*or\s*last_over_time\(\1\[\2\]\)"
+    )
+    tolerant = re.compile(
+        r"\(\s*clamp_min\(\s*last_over_time\((\w+)\[(5m|1h)\]\)\s*-\s*"
+        r"last_over_time\(\1\[1h\] offset \2\),\s*0\s*\)\s*unless\s*"
+        r"min_over_time\(\1\[\2\]\)\s*<\s*last_over_time\(\1\[1h\] offset \2\) \* \(1 - 1e-9\)"
+        r"\s*\)\s*or\s*last_over_time\(\1\[\2\]\)"
     )
     text = MERGED_RULES.read_text()
     groups = yaml.safe_load(text)["groups"]
     exprs = [r["expr"] for g in groups for r in g["rules"]]
     assert not any(re.search(r"\b(rate|increase|irate|delta)\(", e) for e in exprs)
     counters = set(re.findall(r"\b(model_\w+_total)\b", text))
-    assert counters >= {
-        "model_estimated_outcomes_total",
+    assert counters >= FLOAT_COUNTERS | {
         "model_feature_bin_observations_total",
         "model_prediction_bin_observations_total",
-        "model_multivariate_reconstruction_error_sum_total",
         "model_multivariate_reconstruction_rows_total",
     }
     used = 0
     for expr in exprs:
-        names = re.findall(r"\b(model_\w+_total)\b", expr)
+        names = set(re.findall(r"\b(model_\w+_total)\b", expr))
         if names:
-            found = pattern.findall(expr)
-            assert found and {n for n, _ in found} == set(names), expr
-            windows = {w for _, w in found}
-            assert len(windows) == 1, expr
+            found = exact.findall(expr) + tolerant.findall(expr)
+            assert {n for n, _ in found} == names, expr
+            assert {n for n, _ in tolerant.findall(expr)} == names & FLOAT_COUNTERS, expr
+            assert len({w for _, w in found}) == 1, expr
             used += len(found)
     assert used >= len(counters)
 

@@ -472,8 +472,8 @@ def test_three_collectors_merged_by_the_rules_equal_one(stack: dict[str, Any]) -
 
 
 def binned(events: list[dict[str, Any]], feature: str) -> float:
-    """Values of ``feature`` that fall into a reference bin (quality issues are not binned)."""
+    """Values of ``feature`` in a drift bin: missing and wrong-type values are in none."""
+    values = [e["features"].get(feature) for e in events]
     if feature == "station":
-        return float(sum(1 for e in events if e["features"][feature] in support.CATEGORIES))
-    values = np.array([e["features"][feature] for e in events], dtype=float)
-    return float(np.sum(np.isfinite(values) & (values >= -5) & (values <= 5)))
+        return float(sum(1 for v in values if isinstance(v, str)))
+    return float(np.isfinite(np.array(values, dtype=float)).sum())
