@@ -207,7 +207,7 @@ def test_identical_concurrent_puts_during_ingestion_never_reset_state(tmp_path: 
 
 def test_a_spec_too_large_for_its_state_or_series_is_refused(tmp_path: Path) -> None:
     ref = write_reference(tmp_path)
-    env = {"MODELMETER_MAX_MODEL_STATE_BYTES": "1MiB", "MODELMETER_MAX_MODEL_SERIES": "2000"}
+    env = {"MODELMETER_MAX_MODEL_STATE_BYTES": "1MiB", "MODELMETER_MAX_MODEL_SERIES": "3000"}
     with collector(tmp_path, env=env) as proc, httpx.Client(base_url=proc.url, timeout=10) as c:
         fine = spec_dict(str(ref))
         assert _register(c, "ok", fine).status_code == 201

@@ -236,7 +236,7 @@ class Hub(Ingestion, Housekeeping):
             raise IngestError(
                 422, f"the spec and reference data cannot be monitored: {exc}"
             ) from None
-        series = series_bound(spec, versions, settings.max_replicas)
+        series = series_bound(spec, versions, settings.max_replicas, settings.max_categories)
         if series > settings.max_model_series:
             raise IngestError(
                 422,
