@@ -219,3 +219,92 @@ def test_drift_rows_follow_the_feature_drift_rule() -> None:
         ("warning", "near threshold"),
         ("ok", "small shift"),
     ]
+
+
+def _vector(*rows: tuple[dict[str, str], float]) -> dict[str, object]:
+    return {
+        "resultType": "vector",
+        "result": [{"metric": m, "value": [1.0, str(v)]} for m, v in rows],
+    }
+
+
+def _spread_raw(instances: int) -> RawRefresh:
+    """Answers of a model whose collector gauges are shares; merged rules beside them."""
+    mv = {"model": "m", "version": "v1"}
+    shares = [
+        ({"__name__": "model_info", **mv, "task": "binary", "instance": f"c{i}:1", "job": "j"}, 1)
+        for i in range(instances)
+    ]
+    for i in range(instances):
+        at = {**mv, "instance": f"c{i}:1", "job": "j"}
+        shares += [
+            ({"__name__": "model_accuracy", **at}, 0.5 + 0.1 * i),
+            ({"__name__": "model_estimated_accuracy", **at}, 0.6),
+            ({"__name__": "model_window_predictions", **at}, 40.0 + i),
+            ({"__name__": "model_window_labeled_predictions", **at}, 20.0),
+            ({"__name__": "model_feature_drift", **at, "feature": "x1", "statistic": "psi"}, 0.9),
+            ({"__name__": "model_feature_drift", **at, "feature": "x1", "statistic": "ks"}, 0.2),
+            ({"__name__": "model_feature_drift_detected", **at, "feature": "x1"}, 1.0),
+            ({"__name__": "model_multivariate_drift", **at, "method": "pca"}, 9.0),
+        ]
+    merged = [
+        ({"__name__": "model:collector_instances:count", "model": "m"}, float(instances)),
+        ({"__name__": "model_positive_class_info", **mv, "class": "1"}, 1.0),
+        ({"__name__": "model_alert_threshold", "model": "m", "threshold": "drift_psi"}, 0.2),
+        ({"__name__": "model:window_predictions:sum", **mv}, 81.0),
+        ({"__name__": "model:window_labeled_predictions:sum", **mv}, 40.0),
+        ({"__name__": "model:label_coverage:ratio", **mv}, 40 / 81),
+        ({"__name__": "model:accuracy:ratio_rate5m", **mv}, 0.7),
+        ({"__name__": "model:estimated_accuracy:ratio_rate5m", **mv}, 0.65),
+        ({"__name__": "model_feature:psi:window5m", **mv, "feature": "x1"}, 0.1),
+        ({"__name__": "model_feature:jensen_shannon:window5m", **mv, "feature": "x1"}, 0.05),
+        ({"__name__": "model_feature:drift_detected:window5m", **mv, "feature": "x1"}, 0.0),
+        ({"__name__": "model:multivariate_reconstruction_error:mean5m", **mv}, 1.25),
+        ({"__name__": "model:prediction_psi:window5m", **mv}, 0.03),
+    ]
+    outcomes = [
+        ({"mm_series": "merged_outcomes", "class": c, "outcome": o}, v)
+        for c, o, v in (
+            ("1", "tp", 18),
+            ("1", "fp", 2),
+            ("1", "fn", 6),
+            ("0", "tp", 14),
+            ("0", "fp", 6),
+            ("0", "fn", 2),
+        )
+    ]
+    data = {**empty_answers(), "instant": _vector(*shares, *merged), "derived": _vector(*outcomes)}
+    catalog = [{"model": "m", "version": "v1", "task": "binary"}]
+    return RawRefresh(Selection("m", "v1"), 1.0, catalog, data, {}, 8)
+
+
+def test_a_spread_model_shows_the_merged_figures_not_a_share() -> None:
+    view = build_view(_spread_raw(2))
+    assert view["collectors"] == 2 and view["merged"] is True
+    assert view["merged_note"].startswith("Figures merged over 2 collectors")
+    card = {c["metric"]: c for c in view["cards"]}
+    assert card["accuracy"]["realized"] == pytest.approx(32 / 40)  # the exact window counts
+    assert card["precision"]["realized"] == pytest.approx(18 / 20)  # the positive class
+    assert card["accuracy"]["estimated"] == 0.65
+    assert card["accuracy"]["source"] == "merged over 2 collectors"
+    assert view["window"]["predictions"] == 81.0 and view["window"]["labeled"] == 40.0
+    assert view["labels"]["coverage"] == pytest.approx(40 / 81)
+    (row,) = view["drift"]
+    assert (row["psi"], row["jensen_shannon"], row["ks"], row["detected"]) == (
+        0.1,
+        0.05,
+        None,
+        False,
+    )
+    assert view["drift_detected"] == 0.0
+    assert view["multivariate"]["error"] == 1.25
+    assert view["prediction_drift"] == {"psi": 0.03}
+    render_view(view)  # the panels draw it
+
+
+def test_a_model_on_one_collector_keeps_its_collector_gauges() -> None:
+    view = build_view(_spread_raw(1))
+    assert view["collectors"] == 1 and view["merged"] is False and view["merged_note"] is None
+    card = {c["metric"]: c for c in view["cards"]}
+    assert card["accuracy"]["realized"] == 0.5 and card["accuracy"]["source"] == "collector"
+    assert view["drift"][0]["psi"] == 0.9 and view["drift"][0]["ks"] == 0.2

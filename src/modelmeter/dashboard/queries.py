@@ -162,6 +162,32 @@ def _ops_parts(s: str, window: str) -> dict[str, str]:
     }
 
 
+MERGED_OUTCOMES = "merged_outcomes"
+"""``mm_series`` of the realized outcomes per (class, outcome) summed over collectors."""
+
+
+def window_count(counter: str, window: str = "5m") -> str:
+    """The exact count of ``counter`` in the last ``window``: its value now minus its value at
+    the window start, per series (no rate() extrapolation), as in deploy/.../merged.yml.
+
+    A series born in the window counts from 0, one reset in the window from its reset.
+    """
+    now = f"last_over_time({counter}[{window}])"
+    before = f"last_over_time({counter}[1h] offset {window})"
+    return f"((({now} - {before}) >= 0 unless resets({counter}[{window}]) > 0) or {now})"
+
+
+def _merged_outcomes(s: str) -> str:
+    """Realized one-vs-rest outcomes per class in the 5m window, summed over every collector.
+
+    The realized recording rules (recording.yml) are ratios of rate()s, which extrapolate each
+    collector's series by its own scrape offsets: mixed over collectors they are not the ratio
+    of the events. These exact counts are (the view computes accuracy ... from them).
+    """
+    counter = f"model_classification_outcomes_total{{{s}}}"
+    return f"sum by (class, outcome) ({window_count(counter)})"
+
+
 def _drift_query(s: str, sel: Selection) -> str:
     """PSI history of the :data:`DRIFT_TOP` features with the highest PSI in the range, and of
     the output: a bounded number of series whatever the number of features."""
@@ -196,6 +222,7 @@ def build_plan(sel: Selection, now: float) -> list[PromCall]:
         "label_delay_p50": f"histogram_quantile(0.5, {label_delay})",
         "label_delay_p95": f"histogram_quantile(0.95, {label_delay})",
         **_collector_parts("1m"),
+        MERGED_OUTCOMES: _merged_outcomes(s),
     }
     resources = {
         "serving_cpu": f"model_serving_cpu_ratio{{{s}}}",

@@ -15,7 +15,7 @@ from collections.abc import Iterable, Mapping
 from datetime import UTC, datetime
 from typing import Any
 
-from modelmeter.dashboard.queries import RawRefresh, Selection
+from modelmeter.dashboard.queries import MERGED_OUTCOMES, RawRefresh, Selection
 
 __all__ = ["METRICS", "QUALITY_ISSUES", "build_view", "iso"]
 
@@ -128,6 +128,100 @@ def _cards(
             }
         )
     return cards
+
+
+def instances(by_name: Mapping[str, list[Any]]) -> int:
+    """Collector instances the model's series come from: ``model:collector_instances:count``
+    (merged.yml) or the distinct (job, instance) of ``model_info``, whichever is larger.
+
+    >>> instances({"model_info": [({"job": "j", "instance": "a:1"}, 1.0),
+    ...                           ({"job": "j", "instance": "b:1"}, 1.0)]})
+    2
+    >>> instances({"model:collector_instances:count": [({}, 3.0)]}), instances({})
+    (3, 1)
+    """
+    seen = {
+        (labels.get("job", ""), labels.get("instance", ""))
+        for labels, _ in by_name.get("model_info", [])
+    }
+    rule = _one(by_name, "model:collector_instances:count") or 0.0
+    return max(1, len(seen), int(rule))
+
+
+def _sum(by_name: Mapping[str, list[Any]], name: str) -> float | None:
+    """The sum over collectors of a count gauge (``None`` when no collector exports it)."""
+    values = [v for _, v in by_name.get(name) or [] if v is not None]
+    return math.fsum(values) if values else None
+
+
+def _ratio(num: float, den: float) -> float | None:
+    return num / den if den > 0 else None
+
+
+def merged_realized(
+    outcomes: Iterable[tuple[dict[str, str], float | None]], positive: str | None
+) -> dict[str, float | None]:
+    """Accuracy, precision, recall and F1 from window outcome counts per (class, outcome)
+    summed over collectors, as recording.yml defines them (binary: the positive class;
+    multiclass: macro average over the classes where the figure is defined).
+
+    >>> rows = [({"class": "1", "outcome": "tp"}, 3.0), ({"class": "1", "outcome": "fp"}, 1.0),
+    ...         ({"class": "1", "outcome": "fn"}, 1.0), ({"class": "0", "outcome": "tp"}, 5.0),
+    ...         ({"class": "0", "outcome": "fn"}, 1.0), ({"class": "0", "outcome": "fp"}, 1.0)]
+    >>> figures = merged_realized(rows, "1")
+    >>> figures["accuracy"], figures["precision"], figures["f1_score"]
+    (0.8, 0.75, 0.75)
+    """
+    counts: dict[str, dict[str, float]] = {}
+    for labels, value in outcomes:
+        if value is not None and labels.get("class") is not None:
+            row = counts.setdefault(labels["class"], {})
+            outcome = labels.get("outcome", "?")
+            row[outcome] = row.get(outcome, 0.0) + value
+    if not counts:
+        return dict.fromkeys(("accuracy", "precision", "recall", "f1_score"))
+
+    def per_class(c: dict[str, float]) -> dict[str, float | None]:
+        tp, fp, fn = c.get("tp", 0.0), c.get("fp", 0.0), c.get("fn", 0.0)
+        return {
+            "precision": _ratio(tp, tp + fp),
+            "recall": _ratio(tp, tp + fn),
+            "f1_score": _ratio(2 * tp, 2 * tp + fp + fn),
+        }
+
+    tp = math.fsum(c.get("tp", 0.0) for c in counts.values())
+    labeled = math.fsum(c.get("tp", 0.0) + c.get("fn", 0.0) for c in counts.values())
+    out: dict[str, float | None] = {"accuracy": _ratio(tp, labeled)}
+    figures = [per_class(c) for k, c in counts.items() if positive in (None, k)]
+    for metric in ("precision", "recall", "f1_score"):
+        values = [f[metric] for f in figures if f[metric] is not None]
+        out[metric] = (
+            math.fsum(v for v in values if v is not None) / len(values) if values else None
+        )
+    return out
+
+
+MERGED_DRIFT = {
+    "psi": "model_feature:psi:window5m",
+    "jensen_shannon": "model_feature:jensen_shannon:window5m",
+}
+
+
+def _merged_drift_index(by_name: Mapping[str, list[Any]]) -> dict[str, list[Any]]:
+    """The merged drift rules in the shape of the collector's gauges, so :func:`_drift` reads
+    them: PSI and Jensen-Shannon per feature (the other statistics cannot be merged) and the
+    merged flag (PSI over drift_psi with the sample guard)."""
+    rows = [
+        ({**labels, "statistic": statistic}, value)
+        for statistic, name in MERGED_DRIFT.items()
+        for labels, value in by_name.get(name, [])
+    ]
+    return {
+        "model_feature_drift": rows,
+        "model_feature_drift_detected": list(
+            by_name.get("model_feature:drift_detected:window5m", [])
+        ),
+    }
 
 
 def _drift(by_name: Mapping[str, list[Any]], threshold: float | None) -> list[dict[str, Any]]:
@@ -256,6 +350,88 @@ def _resources(raw: Any) -> dict[str, dict[str, list[Any]]]:
     return out
 
 
+def _merged_or_sum(by_name: Mapping[str, list[Any]], rule: str, gauge: str) -> float | None:
+    value = _one(by_name, rule)
+    return value if value is not None else _sum(by_name, gauge)
+
+
+def _spread(
+    view: dict[str, Any],
+    by_name: Mapping[str, list[Any]],
+    outcomes: list[tuple[dict[str, str], float | None]],
+    n: int,
+) -> None:
+    """Replace the per-collector gauges of ``view`` by the figures merged over the ``n``
+    collectors a model is spread over: exact window counts summed over collectors
+    (merged.yml's rules, and the realized outcomes of the ``derived`` query), never one
+    collector's share, nor a sum or maximum of the shares' ratios. A figure that cannot be
+    merged (KS, Wasserstein, chi-square p-value, MAE/RMSE without a merged rule) is ``None``."""
+    note = f"merged over {n} collectors"
+    positive = next(
+        (labels.get("class") for labels, _ in by_name.get("model_positive_class_info", [])), None
+    )
+    realized = merged_realized(outcomes, positive)
+    predictions = _merged_or_sum(
+        by_name, "model:window_predictions:sum", "model_window_predictions"
+    )
+    labeled = _merged_or_sum(
+        by_name, "model:window_labeled_predictions:sum", "model_window_labeled_predictions"
+    )
+    for card in view["cards"]:
+        metric = card["metric"]
+        value = realized.get(metric)
+        if value is None:
+            value = _one(by_name, f"model:{metric}:ratio_rate5m")
+        card.update(
+            {
+                "realized": value,
+                "estimated": _one(by_name, f"model:estimated_{metric}:ratio_rate5m"),
+                "labeled": labeled,
+                "predictions": predictions,
+                "start": None,  # the performance history is each collector's own share
+                "start_estimated": None,
+                "source": note,
+            }
+        )
+    view["window"] = {
+        "predictions": predictions,
+        "errors": _sum(by_name, "model_window_errors"),
+        "labeled": labeled,
+    }
+    view["labels"].update(
+        {
+            "coverage": _one(by_name, "model:label_coverage:ratio"),
+            "pending": _sum(by_name, "model_pending_labels"),
+        }
+    )
+    drift = _drift(_merged_drift_index(by_name), view["thresholds"].get("drift_psi"))
+    view["drift"] = drift
+    view["drift_detected"] = float(any(d["detected"] for d in drift)) if drift else None
+    multivariate = view["multivariate"]
+    error = _one(by_name, "model:multivariate_reconstruction_error:mean5m")
+    lower, upper = multivariate.get("lower"), multivariate.get("upper")
+    detected = None
+    if error is not None and upper is not None:
+        detected = float(error > upper or (lower is not None and error < lower))
+    multivariate.update({"error": error, "detected": detected})
+    view["prediction_drift"] = {
+        statistic: value
+        for statistic, value in (
+            ("psi", _one(by_name, "model:prediction_psi:window5m")),
+            ("jensen_shannon", _one(by_name, "model:prediction_jensen_shannon:window5m")),
+        )
+        if value is not None
+    }
+    quality: dict[str, list[Any]] = {
+        "model_feature_quality_ratio": list(
+            by_name.get("model_feature_issue:quality_issues:ratio_rate5m", [])
+        )
+    }
+    view["quality"] = _quality(quality)
+    view["merged"] = True
+    view["merged_note"] = f"Figures {note} (the model's events are split by prediction id)."
+
+
 def build_view(raw: RawRefresh) -> dict[str, Any]:
     """The JSON-able view of one refresh (see the module docstring)."""
     sel: Selection = raw.selection
@@ -281,8 +457,12 @@ def build_view(raw: RawRefresh) -> dict[str, Any]:
         return view
     by_name = _index(_vector(raw.data.get("instant")))
     derived: dict[str, float | None] = {}
+    outcomes: list[tuple[dict[str, str], float | None]] = []
     for labels, value in _vector(raw.data.get("derived")):
         key = labels.get("mm_series", "?")
+        if key == MERGED_OUTCOMES:
+            outcomes.append((labels, value))
+            continue
         if key.startswith("collector_") and derived.get(key) is not None and value is not None:
             derived[key] = (derived[key] or 0.0) + value  # several collector shards: their sum
         else:
@@ -347,4 +527,8 @@ def build_view(raw: RawRefresh) -> dict[str, Any]:
             },
         }
     )
+    n = instances(by_name)
+    view.update({"collectors": n, "merged": False, "merged_note": None})
+    if n > 1:
+        _spread(view, by_name, outcomes, n)
     return view
