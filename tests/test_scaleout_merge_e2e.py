@@ -26,8 +26,10 @@ Checks, all exact (counts) or to 1e-9 (figures):
   of phase 2 alone (the ``x - x offset 5m`` branch of merged.yml, across the crash), the 1h ones
   everything (the branch of series born in the window), and every merged.yml figure of ``m`` -
   PSI and Jensen-Shannon per feature and of the output, estimated accuracy/precision/recall/F1,
-  mean reconstruction error - equals that of ``m_single`` to 1e-9; feature x3 drifts and the
-  merged flag says so;
+  mean reconstruction error - equals that of ``m_single`` to 1e-9, and the single collector's
+  own engine gauges of its 5m window (model_feature_drift, model_prediction_drift,
+  model_estimated_accuracy, model_multivariate_drift) to 1e-9: the rules reproduce the engine;
+  feature x3 drifts and the merged flag says so;
 * VictoriaMetrics holds the same recorded samples, and evaluates every merged.yml expression at
   that instant to the value Prometheus gives for it.
 """
@@ -63,7 +65,8 @@ MODEL, SINGLE, VERSION = "m", "m_single", "v1"
 FEATURES = ("x1", "x2", "x3", "station")
 SHIFTED = "x3"
 PHASE1, PHASE2 = 400, 600  # events
-GAP = 20.0  # quiet seconds between the phases (the 5m window start falls inside it)
+GAP = 30.0  # quiet seconds between the phases (the 5m window starts inside it, the rules'
+# and the engine's alike: the engine's window moves in 10 s buckets)
 WINDOW = 300.0  # the 5m of the rules
 MERGED_RULES = DEPLOY / "prometheus" / "rules" / "merged.yml"
 
@@ -174,12 +177,14 @@ def query(url: str, expr: str, at: float | None = None) -> list[dict[str, Any]]:
     return list(body["data"]["result"])
 
 
-def by_labels(result: list[dict[str, Any]], keep_model: bool = False) -> dict[tuple, float]:
-    """{sorted labels (without __name__, and without model unless ``keep_model``): value}."""
+def by_labels(
+    result: list[dict[str, Any]], keep_model: bool = False, drop: tuple[str, ...] = ()
+) -> dict[tuple, float]:
+    """{sorted labels (without __name__, ``drop``, and model unless ``keep_model``): value}."""
     out = {}
     for row in result:
-        drop = ("__name__",) if keep_model else ("__name__", "model")
-        labels = {k: v for k, v in row["metric"].items() if k not in drop}
+        dropped = ("__name__", *drop) if keep_model else ("__name__", "model", *drop)
+        labels = {k: v for k, v in row["metric"].items() if k not in dropped}
         key = tuple(sorted(labels.items()))
         assert key not in out, f"two series with {key}"
         out[key] = float(row["value"][1])
@@ -434,6 +439,25 @@ def test_three_collectors_merged_by_the_rules_equal_one(stack: dict[str, Any]) -
     assert psi[(("feature", SHIFTED), ("version", VERSION))] > 0.2
     assert drifted[(("feature", SHIFTED), ("version", VERSION))] == 1
     assert scalar(prom, f'model:collector_instances:count{{model="{MODEL}"}}', at) == 3
+
+    # And they are the engine's own figures of the single collector (its window holds phase 2).
+    engine = {
+        "model_feature:psi:window5m": 'model_feature_drift{statistic="psi"}',
+        "model_feature:jensen_shannon:window5m": 'model_feature_drift{statistic="jensen_shannon"}',
+        "model:prediction_psi:window5m": 'model_prediction_drift{statistic="psi"}',
+        "model:estimated_accuracy:ratio_rate5m": "model_estimated_accuracy",
+        "model:multivariate_reconstruction_error:mean5m": "model_multivariate_drift",
+    }
+    for record, gauge in engine.items():
+        merged = merged_and_single(prom, record, at)[0]
+        name, _, matchers = gauge.partition("{")
+        selector = f'{name}{{model="{SINGLE}"{", " + matchers if matchers else "}"}'
+        own = by_labels(
+            query(prom, selector, at), drop=("instance", "job", "shard", "statistic", "method")
+        )
+        assert own.keys() == merged.keys(), (record, own, merged)
+        for key, value in own.items():
+            assert merged[key] == pytest.approx(value, rel=1e-9, abs=1e-12), (record, key)
     assert scalar(prom, f'model:collector_instances:count{{model="{SINGLE}"}}', at) == 1
 
     # VictoriaMetrics: the same recorded samples, and the same value of every rule expression.
