@@ -128,8 +128,10 @@ def test_a_model_spread_over_two_collectors_shows_the_merged_figures(tmp_path: P
                     and _scalar(prom_url, f'model:label_coverage:ratio{{model="{MODEL}"}}') == 1
                     and _scalar(prom_url, f'model:collector_instances:count{{model="{MODEL}"}}')
                     == 2
+                    and _scalar(prom_url, f'count(model_feature:psi:window5m{{model="{MODEL}"}})')
+                    == 4  # the drift rules evaluated too (they follow the counts by a cycle)
                 ),
-                timeout=30,
+                timeout=60,
                 what="every event of both collectors scraped and merged by the rules",
             )
             calls, view = _view(prom_url)
@@ -160,3 +162,8 @@ def test_a_model_spread_over_two_collectors_shows_the_merged_figures(tmp_path: P
     assert set(drift) == {"x1", "x2", "x3", "station"}
     assert all(d["psi"] is not None and d["ks"] is None for d in drift.values())
     assert cards["accuracy"]["estimated"] is not None
+    # the page says so: the accuracy card's sample line names the merge
+    from modelmeter.dashboard.panels import render_view
+
+    rendered = str(render_view(view)["cards"][0])
+    assert "merged over 2 collectors" in rendered

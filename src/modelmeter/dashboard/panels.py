@@ -60,6 +60,8 @@ def _card(card: Mapping[str, Any], view: Mapping[str, Any]) -> html.Div:
         hint = f"waiting for ≥ {min_samples} labeled predictions in the window"
     else:
         hint = f"{fmt.count(card['labeled'])} labeled in window"
+    if view.get("merged") and card.get("source"):  # a model spread over several collectors
+        hint = f"{hint} · {card['source']}"
     regression = metric in dict(REGRESSION_METRICS)  # errors: lower is better
     predictions = html.Span(f"{fmt.count(card['predictions'])} predictions")
     return html.Div(
