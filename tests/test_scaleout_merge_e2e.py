@@ -274,6 +274,7 @@ def rule_exprs() -> dict[str, str]:
 # ---------------------------------------------------------------- the test
 
 
+@pytest.mark.timeout(1500)  # the rules window is 5 minutes: about 6.5 minutes on 2 cores
 def test_three_collectors_merged_by_the_rules_equal_one(stack: dict[str, Any]) -> None:
     from sklearn.metrics import accuracy_score
 
