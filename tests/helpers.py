@@ -289,6 +289,28 @@ def alertmanager_process(tmp: Path, config_text: str) -> ManagedProcess:
     return proc
 
 
+def victoria_metrics(tmp: Path) -> ManagedProcess:
+    """A real VictoriaMetrics single node on 127.0.0.1 (not yet started), its data in ``tmp``;
+    queries see samples at once (no latency offset, no cache)."""
+    binary = require_binary("victoria-metrics")
+    port = free_port()
+    proc = ManagedProcess(
+        "victoria-metrics",
+        [
+            binary,
+            f"-storageDataPath={tmp / 'vm-data'}",
+            f"-httpListenAddr=127.0.0.1:{port}",
+            "-search.latencyOffset=0s",
+            "-search.disableCache",
+            "-loggerLevel=ERROR",
+        ],
+        tmp / "victoria-metrics.log",
+        ready_url=f"http://127.0.0.1:{port}/health",
+    )
+    proc.url = f"http://127.0.0.1:{port}"  # type: ignore[attr-defined]
+    return proc
+
+
 def prom_query(prom_url: str, expr: str) -> list[dict[str, Any]]:
     """Instant query against a real Prometheus; returns the result vector."""
     response = httpx.get(f"{prom_url}/api/v1/query", params={"query": expr}, timeout=5.0)

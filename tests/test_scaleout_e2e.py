@@ -38,13 +38,12 @@ import yaml
 
 from helpers import (
     DEPLOY,
-    ManagedProcess,
     collector_process,
-    free_port,
     prom_query,
     prometheus_process,
     require_binary,
     running,
+    victoria_metrics,
     wait_until,
 )
 
@@ -193,26 +192,6 @@ def prometheus_config(targets: Sequence[tuple[int, str]], remote_write_url: str 
         write["url"] = remote_write_url
         write.setdefault("queue_config", {})["batch_send_deadline"] = "1s"
     return yaml.safe_dump(config, sort_keys=False)
-
-
-def victoria_metrics(tmp: Path) -> ManagedProcess:
-    binary = require_binary("victoria-metrics")
-    port = free_port()
-    proc = ManagedProcess(
-        "victoria-metrics",
-        [
-            binary,
-            f"-storageDataPath={tmp / 'vm-data'}",
-            f"-httpListenAddr=127.0.0.1:{port}",
-            "-search.latencyOffset=0s",
-            "-search.disableCache",
-            "-loggerLevel=ERROR",
-        ],
-        tmp / "victoria-metrics.log",
-        ready_url=f"http://127.0.0.1:{port}/health",
-    )
-    proc.url = f"http://127.0.0.1:{port}"  # type: ignore[attr-defined]
-    return proc
 
 
 def scalar(url: str, expr: str) -> float | None:

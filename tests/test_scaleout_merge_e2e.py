@@ -56,6 +56,7 @@ from helpers import (
     prometheus_process,
     require_binary,
     running,
+    victoria_metrics,
     wait_until,
 )
 
@@ -72,26 +73,6 @@ MERGED_RULES = DEPLOY / "prometheus" / "rules" / "merged.yml"
 
 
 # ---------------------------------------------------------------- processes
-
-
-def victoria_metrics(tmp: Path) -> ManagedProcess:
-    binary = require_binary("victoria-metrics")
-    port = free_port()
-    proc = ManagedProcess(
-        "victoria-metrics",
-        [
-            binary,
-            f"-storageDataPath={tmp / 'vm-data'}",
-            f"-httpListenAddr=127.0.0.1:{port}",
-            "-search.latencyOffset=0s",
-            "-search.disableCache",
-            "-loggerLevel=ERROR",
-        ],
-        tmp / "victoria-metrics.log",
-        ready_url=f"http://127.0.0.1:{port}/health",
-    )
-    proc.url = f"http://127.0.0.1:{port}"  # type: ignore[attr-defined]
-    return proc
 
 
 def prometheus_config(ports: dict[str, int], remote_write_url: str) -> str:
