@@ -10,12 +10,19 @@ collector did not export stay ``None`` (drawn as "—"), never 0.
 
 from __future__ import annotations
 
-import math
 from collections.abc import Iterable, Mapping
 from datetime import UTC, datetime
 from typing import Any
 
+from modelmeter.dashboard.answers import first, index, matrix, num, one, vector
 from modelmeter.dashboard.queries import MERGED_OUTCOMES, RawRefresh, Selection
+from modelmeter.dashboard.spread import (
+    instances,
+    merged_drift_index,
+    merged_or_sum,
+    merged_realized,
+    sum_of,
+)
 
 __all__ = ["METRICS", "QUALITY_ISSUES", "build_view", "iso"]
 
@@ -50,57 +57,15 @@ def iso(ts: float) -> str:
     return datetime.fromtimestamp(ts, UTC).strftime("%Y-%m-%dT%H:%M:%S")
 
 
-def _num(text: Any) -> float | None:
-    try:
-        value = float(text)
-    except (TypeError, ValueError):
-        return None
-    return None if math.isnan(value) or math.isinf(value) else value
-
-
-def _vector(data: Any) -> list[tuple[dict[str, str], float | None]]:
-    if not data:
-        return []
-    return [(r["metric"], _num(r["value"][1])) for r in data.get("result", [])]
-
-
-def _matrix(data: Any) -> list[tuple[dict[str, str], list[int], list[float | None]]]:
-    if not data:
-        return []
-    out = []
-    for r in data.get("result", []):
-        times = [int(1000 * t) for t, _ in r["values"]]  # Plotly date axis: epoch ms
-        values = [_num(v) for _, v in r["values"]]
-        out.append((r["metric"], times, values))
-    return out
-
-
-def _index(rows: Iterable[tuple[dict[str, str], float | None]]) -> dict[str, list[Any]]:
-    by_name: dict[str, list[Any]] = {}
-    for labels, value in rows:
-        by_name.setdefault(labels.get("__name__", ""), []).append((labels, value))
-    return by_name
-
-
-def _one(by_name: Mapping[str, list[Any]], name: str) -> float | None:
-    rows = by_name.get(name) or []
-    values = [v for _, v in rows if v is not None]
-    return values[0] if values else None
-
-
 def _rule(by_name: Mapping[str, list[Any]], metric: str) -> float | None:
     """A recording-rule value ``model:<metric>:...`` when the rule exists, else ``None``."""
     names = sorted(by_name, key=lambda n: (not n.endswith("_rate5m"), n))
     for name in names:
         if name.startswith(f"model:{metric}:"):
-            value = _one(by_name, name)
+            value = one(by_name, name)
             if value is not None:
                 return value
     return None
-
-
-def _first(values: list[float | None]) -> float | None:
-    return next((v for v in values if v is not None), None)
 
 
 def _cards(
@@ -108,7 +73,7 @@ def _cards(
 ) -> list[dict[str, Any]]:
     cards = []
     for metric, label in card_metrics(task):
-        realized = _one(by_name, f"model_{metric}")
+        realized = one(by_name, f"model_{metric}")
         source = "collector"
         if realized is None:
             realized = _rule(by_name, metric)
@@ -118,110 +83,16 @@ def _cards(
                 "metric": metric,
                 "label": label,
                 "realized": realized,
-                "estimated": _one(by_name, f"model_estimated_{metric}"),
-                "reference": _one(by_name, f"model_reference_{metric}"),
-                "labeled": _one(by_name, "model_window_labeled_predictions"),
-                "predictions": _one(by_name, "model_window_predictions"),
-                "start": _first(perf.get(f"model_{metric}", {}).get("v", [])),
-                "start_estimated": _first(perf.get(f"model_estimated_{metric}", {}).get("v", [])),
+                "estimated": one(by_name, f"model_estimated_{metric}"),
+                "reference": one(by_name, f"model_reference_{metric}"),
+                "labeled": one(by_name, "model_window_labeled_predictions"),
+                "predictions": one(by_name, "model_window_predictions"),
+                "start": first(perf.get(f"model_{metric}", {}).get("v", [])),
+                "start_estimated": first(perf.get(f"model_estimated_{metric}", {}).get("v", [])),
                 "source": source,
             }
         )
     return cards
-
-
-def instances(by_name: Mapping[str, list[Any]]) -> int:
-    """Collector instances the model's series come from: ``model:collector_instances:count``
-    (merged.yml) or the distinct (job, instance) of ``model_info``, whichever is larger.
-
-    >>> instances({"model_info": [({"job": "j", "instance": "a:1"}, 1.0),
-    ...                           ({"job": "j", "instance": "b:1"}, 1.0)]})
-    2
-    >>> instances({"model:collector_instances:count": [({}, 3.0)]}), instances({})
-    (3, 1)
-    """
-    seen = {
-        (labels.get("job", ""), labels.get("instance", ""))
-        for labels, _ in by_name.get("model_info", [])
-    }
-    rule = _one(by_name, "model:collector_instances:count") or 0.0
-    return max(1, len(seen), int(rule))
-
-
-def _sum(by_name: Mapping[str, list[Any]], name: str) -> float | None:
-    """The sum over collectors of a count gauge (``None`` when no collector exports it)."""
-    values = [v for _, v in by_name.get(name) or [] if v is not None]
-    return math.fsum(values) if values else None
-
-
-def _ratio(num: float, den: float) -> float | None:
-    return num / den if den > 0 else None
-
-
-def merged_realized(
-    outcomes: Iterable[tuple[dict[str, str], float | None]], positive: str | None
-) -> dict[str, float | None]:
-    """Accuracy, precision, recall and F1 from window outcome counts per (class, outcome)
-    summed over collectors, as recording.yml defines them (binary: the positive class;
-    multiclass: macro average over the classes where the figure is defined).
-
-    >>> rows = [({"class": "1", "outcome": "tp"}, 3.0), ({"class": "1", "outcome": "fp"}, 1.0),
-    ...         ({"class": "1", "outcome": "fn"}, 1.0), ({"class": "0", "outcome": "tp"}, 5.0),
-    ...         ({"class": "0", "outcome": "fn"}, 1.0), ({"class": "0", "outcome": "fp"}, 1.0)]
-    >>> figures = merged_realized(rows, "1")
-    >>> figures["accuracy"], figures["precision"], figures["f1_score"]
-    (0.8, 0.75, 0.75)
-    """
-    counts: dict[str, dict[str, float]] = {}
-    for labels, value in outcomes:
-        if value is not None and labels.get("class") is not None:
-            row = counts.setdefault(labels["class"], {})
-            outcome = labels.get("outcome", "?")
-            row[outcome] = row.get(outcome, 0.0) + value
-    if not counts:
-        return dict.fromkeys(("accuracy", "precision", "recall", "f1_score"))
-
-    def per_class(c: dict[str, float]) -> dict[str, float | None]:
-        tp, fp, fn = c.get("tp", 0.0), c.get("fp", 0.0), c.get("fn", 0.0)
-        return {
-            "precision": _ratio(tp, tp + fp),
-            "recall": _ratio(tp, tp + fn),
-            "f1_score": _ratio(2 * tp, 2 * tp + fp + fn),
-        }
-
-    tp = math.fsum(c.get("tp", 0.0) for c in counts.values())
-    labeled = math.fsum(c.get("tp", 0.0) + c.get("fn", 0.0) for c in counts.values())
-    out: dict[str, float | None] = {"accuracy": _ratio(tp, labeled)}
-    figures = [per_class(c) for k, c in counts.items() if positive in (None, k)]
-    for metric in ("precision", "recall", "f1_score"):
-        values = [f[metric] for f in figures if f[metric] is not None]
-        out[metric] = (
-            math.fsum(v for v in values if v is not None) / len(values) if values else None
-        )
-    return out
-
-
-MERGED_DRIFT = {
-    "psi": "model_feature:psi:window5m",
-    "jensen_shannon": "model_feature:jensen_shannon:window5m",
-}
-
-
-def _merged_drift_index(by_name: Mapping[str, list[Any]]) -> dict[str, list[Any]]:
-    """The merged drift rules in the shape of the collector's gauges, so :func:`_drift` reads
-    them: PSI and Jensen-Shannon per feature (the other statistics cannot be merged) and the
-    merged flag (PSI over drift_psi with the sample guard)."""
-    rows = [
-        ({**labels, "statistic": statistic}, value)
-        for statistic, name in MERGED_DRIFT.items()
-        for labels, value in by_name.get(name, [])
-    ]
-    return {
-        "model_feature_drift": rows,
-        "model_feature_drift_detected": list(
-            by_name.get("model_feature:drift_detected:window5m", [])
-        ),
-    }
 
 
 def _drift(by_name: Mapping[str, list[Any]], threshold: float | None) -> list[dict[str, Any]]:
@@ -260,10 +131,10 @@ def _multivariate(by_name: Mapping[str, list[Any]]) -> dict[str, Any]:
     rows = by_name.get("model_multivariate_drift") or [({}, None)]
     return {
         "method": rows[0][0].get("method"),
-        "error": _one(by_name, "model_multivariate_drift"),
+        "error": one(by_name, "model_multivariate_drift"),
         "lower": bounds.get("lower"),
         "upper": bounds.get("upper"),
-        "detected": _one(by_name, "model_multivariate_drift_detected"),
+        "detected": one(by_name, "model_multivariate_drift_detected"),
     }
 
 
@@ -318,7 +189,7 @@ def _alerts(data: Any, model: str | None) -> tuple[list[dict[str, Any]], int]:
                 "state": a.get("state", "firing"),
                 "summary": notes.get("summary", ""),
                 "description": notes.get("description", ""),
-                "value": _num(a.get("value")),
+                "value": num(a.get("value")),
                 "active_at": a.get("activeAt"),
                 "labels": {k: v for k, v in labels.items() if k not in ("alertname", "severity")},
             }
@@ -341,18 +212,13 @@ def _series(
 
 def _resources(raw: Any) -> dict[str, dict[str, list[Any]]]:
     out: dict[str, dict[str, list[Any]]] = {}
-    for labels, times, values in _matrix(raw):
+    for labels, times, values in matrix(raw):
         kind = labels.get("mm_series", "?")
         who = labels.get("replica") or labels.get("instance") or "?"
         prefix = "replica" if kind.startswith("serving") else "collector"
         resource = "cpu" if kind.endswith("cpu") else "memory"
         out[f"{resource}|{prefix} {who}"] = {"t": times, "v": values}
     return out
-
-
-def _merged_or_sum(by_name: Mapping[str, list[Any]], rule: str, gauge: str) -> float | None:
-    value = _one(by_name, rule)
-    return value if value is not None else _sum(by_name, gauge)
 
 
 def _spread(
@@ -371,21 +237,19 @@ def _spread(
         (labels.get("class") for labels, _ in by_name.get("model_positive_class_info", [])), None
     )
     realized = merged_realized(outcomes, positive)
-    predictions = _merged_or_sum(
-        by_name, "model:window_predictions:sum", "model_window_predictions"
-    )
-    labeled = _merged_or_sum(
+    predictions = merged_or_sum(by_name, "model:window_predictions:sum", "model_window_predictions")
+    labeled = merged_or_sum(
         by_name, "model:window_labeled_predictions:sum", "model_window_labeled_predictions"
     )
     for card in view["cards"]:
         metric = card["metric"]
         value = realized.get(metric)
         if value is None:
-            value = _one(by_name, f"model:{metric}:ratio_rate5m")
+            value = one(by_name, f"model:{metric}:ratio_rate5m")
         card.update(
             {
                 "realized": value,
-                "estimated": _one(by_name, f"model:estimated_{metric}:ratio_rate5m"),
+                "estimated": one(by_name, f"model:estimated_{metric}:ratio_rate5m"),
                 "labeled": labeled,
                 "predictions": predictions,
                 "start": None,  # the performance history is each collector's own share
@@ -395,20 +259,20 @@ def _spread(
         )
     view["window"] = {
         "predictions": predictions,
-        "errors": _sum(by_name, "model_window_errors"),
+        "errors": sum_of(by_name, "model_window_errors"),
         "labeled": labeled,
     }
     view["labels"].update(
         {
-            "coverage": _one(by_name, "model:label_coverage:ratio"),
-            "pending": _sum(by_name, "model_pending_labels"),
+            "coverage": one(by_name, "model:label_coverage:ratio"),
+            "pending": sum_of(by_name, "model_pending_labels"),
         }
     )
-    drift = _drift(_merged_drift_index(by_name), view["thresholds"].get("drift_psi"))
+    drift = _drift(merged_drift_index(by_name), view["thresholds"].get("drift_psi"))
     view["drift"] = drift
     view["drift_detected"] = float(any(d["detected"] for d in drift)) if drift else None
     multivariate = view["multivariate"]
-    error = _one(by_name, "model:multivariate_reconstruction_error:mean5m")
+    error = one(by_name, "model:multivariate_reconstruction_error:mean5m")
     lower, upper = multivariate.get("lower"), multivariate.get("upper")
     detected = None
     if error is not None and upper is not None:
@@ -417,8 +281,8 @@ def _spread(
     view["prediction_drift"] = {
         statistic: value
         for statistic, value in (
-            ("psi", _one(by_name, "model:prediction_psi:window5m")),
-            ("jensen_shannon", _one(by_name, "model:prediction_jensen_shannon:window5m")),
+            ("psi", one(by_name, "model:prediction_psi:window5m")),
+            ("jensen_shannon", one(by_name, "model:prediction_jensen_shannon:window5m")),
         )
         if value is not None
     }
@@ -455,10 +319,10 @@ def build_view(raw: RawRefresh) -> dict[str, Any]:
     }
     if sel.model is None:
         return view
-    by_name = _index(_vector(raw.data.get("instant")))
+    by_name = index(vector(raw.data.get("instant")))
     derived: dict[str, float | None] = {}
     outcomes: list[tuple[dict[str, str], float | None]] = []
-    for labels, value in _vector(raw.data.get("derived")):
+    for labels, value in vector(raw.data.get("derived")):
         key = labels.get("mm_series", "?")
         if key == MERGED_OUTCOMES:
             outcomes.append((labels, value))
@@ -471,7 +335,7 @@ def build_view(raw: RawRefresh) -> dict[str, Any]:
         labels.get("threshold", "?"): value
         for labels, value in by_name.get("model_alert_threshold", [])
     }
-    perf = _series(_matrix(raw.data.get("perf")), "__name__")
+    perf = _series(matrix(raw.data.get("perf")), "__name__")
     replicas: dict[str, dict[str, Any]] = {}
     for labels, value in by_name.get("model_serving_cpu_ratio", []):
         replicas.setdefault(labels.get("replica", "?"), {})["cpu"] = value
@@ -481,8 +345,8 @@ def build_view(raw: RawRefresh) -> dict[str, Any]:
         {
             "has_data": bool(by_name),
             "thresholds": thresholds,
-            "min_samples": _one(by_name, "model_min_samples"),
-            "window_seconds": _one(by_name, "model_window_seconds"),
+            "min_samples": one(by_name, "model_min_samples"),
+            "window_seconds": one(by_name, "model_window_seconds"),
             "cards": _cards(by_name, perf, task),
             "ops": {
                 k: derived.get(k)
@@ -495,18 +359,18 @@ def build_view(raw: RawRefresh) -> dict[str, Any]:
                 )
             },
             "window": {
-                "predictions": _one(by_name, "model_window_predictions"),
-                "errors": _one(by_name, "model_window_errors"),
-                "labeled": _one(by_name, "model_window_labeled_predictions"),
+                "predictions": one(by_name, "model_window_predictions"),
+                "errors": one(by_name, "model_window_errors"),
+                "labeled": one(by_name, "model_window_labeled_predictions"),
             },
             "labels": {
-                "coverage": _one(by_name, "model_label_coverage_ratio"),
-                "pending": _one(by_name, "model_pending_labels"),
+                "coverage": one(by_name, "model_label_coverage_ratio"),
+                "pending": one(by_name, "model_pending_labels"),
                 "delay_p50": derived.get("label_delay_p50"),
                 "delay_p95": derived.get("label_delay_p95"),
             },
             "drift": _drift(by_name, thresholds.get("drift_psi")),
-            "drift_detected": _one(by_name, "model_drift_detected"),
+            "drift_detected": one(by_name, "model_drift_detected"),
             "multivariate": _multivariate(by_name),
             "prediction_drift": {
                 labels.get("statistic", "?"): value
@@ -521,8 +385,8 @@ def build_view(raw: RawRefresh) -> dict[str, Any]:
             },
             "series": {
                 "perf": perf,
-                "ops": _series(_matrix(raw.data.get("ops")), "mm_series"),
-                "drift": _series(_matrix(raw.data.get("drift")), "feature"),
+                "ops": _series(matrix(raw.data.get("ops")), "mm_series"),
+                "drift": _series(matrix(raw.data.get("drift")), "feature"),
                 "resources": _resources(raw.data.get("resources")),
             },
         }
