@@ -60,6 +60,24 @@ def reference_csv(n: int = 400, n_numeric: int = 3, seed: int = 1) -> bytes:
     return out.getvalue().encode()
 
 
+def register_upload(url: str, model: str, min_samples: int = 20) -> None:
+    """Register this module's spec and reference on the collector at ``url`` (multipart upload,
+    so no reference directory is needed); 200 or 201, else the test fails."""
+    import httpx
+    import yaml
+
+    spec = yaml.safe_dump(spec_dict(min_samples=min_samples), sort_keys=False)
+    response = httpx.put(
+        f"{url}/v1/models/{model}",
+        files={
+            "spec": ("spec.yaml", spec, "application/yaml"),
+            "reference": ("reference.csv", reference_csv(), "text/csv"),
+        },
+        timeout=30.0,
+    )
+    assert response.status_code in (200, 201), response.text
+
+
 def write_reference(directory: Path, n_numeric: int = 3) -> Path:
     path = directory / "reference.csv"
     path.write_bytes(reference_csv(n_numeric=n_numeric))

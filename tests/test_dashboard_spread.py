@@ -15,7 +15,6 @@ from typing import Any
 
 import httpx
 import pytest
-import yaml
 
 import service_support as support
 from helpers import (
@@ -37,16 +36,7 @@ N_EVENTS = 300
 
 
 def _register(url: str) -> None:
-    spec = yaml.safe_dump(support.spec_dict(min_samples=20), sort_keys=False)
-    response = httpx.put(
-        f"{url}/v1/models/{MODEL}",
-        files={
-            "spec": ("spec.yaml", spec, "application/yaml"),
-            "reference": ("reference.csv", support.reference_csv(), "text/csv"),
-        },
-        timeout=30.0,
-    )
-    assert response.status_code in (200, 201), response.text
+    support.register_upload(url, MODEL)
 
 
 def _send(url: str, batch: list[dict[str, Any]]) -> None:

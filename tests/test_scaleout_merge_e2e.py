@@ -191,16 +191,7 @@ def merged_and_single(url: str, record: str, at: float) -> tuple[dict, dict]:
 
 
 def register(url: str, model: str) -> None:
-    spec = yaml.safe_dump(support.spec_dict(min_samples=20), sort_keys=False)
-    response = httpx.put(
-        f"{url}/v1/models/{model}",
-        files={
-            "spec": ("spec.yaml", spec, "application/yaml"),
-            "reference": ("reference.csv", support.reference_csv(), "text/csv"),
-        },
-        timeout=30.0,
-    )
-    assert response.status_code in (200, 201), response.text
+    support.register_upload(url, model)
 
 
 def phase_events(start: int, n: int, seed: int, shift: float) -> list[dict[str, Any]]:
