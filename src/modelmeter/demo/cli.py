@@ -73,7 +73,8 @@ def configure(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--measure",
         action="store_true",
-        help="print where the data drifts (per-chunk accuracy and per-feature KS) and exit",
+        help="print where the data drifts (per-chunk accuracy and per-feature exact KS, "
+        "scipy's ks_2samp) and exit",
     )
 
 

@@ -1,8 +1,11 @@
 """Where the demo data drifts, measured: per chunk, the model's accuracy and per-feature KS.
 
-Each chunk of rows after the reference is compared with the reference rows by the two-sample
-Kolmogorov-Smirnov statistic (scipy), feature by feature; the accuracy is the model's on
-that chunk. ``modelmeter demo --measure`` prints this table.
+Each chunk of rows after the reference is compared with the reference rows by the exact
+two-sample Kolmogorov-Smirnov statistic of the raw values (``scipy.stats.ks_2samp``), feature
+by feature; the accuracy is the model's on that chunk. ``modelmeter demo --measure`` prints
+this table. The collector exports a binned approximation instead, ``ks_binned``: for the
+same reference and window, never above the exact figure (see
+:func:`modelmeter.engine.rowwise.ks_rows` for the bounds).
 
 >>> from modelmeter.demo.data import load
 >>> from modelmeter.demo.model import train
@@ -26,7 +29,8 @@ __all__ = ["drift_table", "format_table"]
 
 
 def drift_table(data: DemoData, model: Any, chunk: int = 1000) -> pd.DataFrame:
-    """One row per chunk after the reference: ``accuracy`` and the KS statistic per feature."""
+    """One row per chunk after the reference: ``accuracy`` and the exact KS statistic
+    (scipy, not the collector's ``ks_binned``) per feature."""
     lo, hi = data.reference_rows
     reference = data.frame.iloc[lo:hi]
     predictions = np.asarray(model.predict(data.frame))

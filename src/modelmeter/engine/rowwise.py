@@ -7,14 +7,18 @@ proportions ``p`` and window proportions ``q`` over the bins:
 * PSI ``sum((q - p) * ln(q / p))`` with both proportions floored at ``PSI_EPSILON`` = 1e-4 (a
   bin empty on one side would make it infinite).
 * Jensen-Shannon distance, base 2 (in [0, 1]), as ``scipy.spatial.distance.jensenshannon``.
-* KS: the largest CDF gap at the bin edges. It is a lower bound of the two-sample KS
-  statistic of the raw values, and exceeds it by at most the largest bin mass of either side.
-* Wasserstein-1 between the two distributions with each bin's mass put at the bin's mean
-  (computed exactly for those point masses), divided by the reference inter-quartile range
-  (the standard deviation if the IQR is 0, 1 if both are 0). By the triangle inequality the
-  error against the raw values is at most ``sum_i p_i * MAD_i(ref) + q_i * MAD_i(window)``,
-  MAD_i being the mean absolute deviation from the mean inside bin ``i`` (at most its width
-  for the interior bins); a pure shift of a smooth distribution comes out within a few %.
+* KS, binned (exported as ``ks_binned``): the largest CDF gap at the inner bin edges. It is a
+  lower bound of the two-sample KS statistic of the raw (finite) values, and
+  ``ks_binned <= ks_exact <= ks_rows_upper <= ks_binned + max_i max(p_i, q_i)``
+  (:func:`ks_rows`, :func:`ks_rows_upper`).
+* Wasserstein-1, binned (exported as ``wasserstein_binned``): the distance between the two
+  distributions with each bin's mass put at the bin's mean (computed exactly for those point
+  masses), divided by the feature's scale (the reference inter-quartile range; its standard
+  deviation if the IQR is 0; 1 if both are 0). Its error against the raw values is at most
+  ``(sum_i p_i MAD_i(reference) + sum_i q_i MAD_i(window)) / scale``, MAD_i being the mean
+  absolute deviation from the mean of the values inside bin ``i`` (at most half the width of
+  an inner bin; not known for the window's under- and overflow bins, see
+  :func:`wasserstein_rows`).
 * chi-square p-value: test of homogeneity of the reference and window counts (2 x bins
   contingency table, bins empty on both sides dropped, no continuity correction), which
   allows for the reference being a sample too.
@@ -40,6 +44,7 @@ __all__ = [
     "chi2_pvalue_rows",
     "jensen_shannon_rows",
     "ks_rows",
+    "ks_rows_upper",
     "pool_sparse_bins",
     "psi_rows",
     "wasserstein_rows",
@@ -156,12 +161,23 @@ def jensen_shannon_rows(reference: FloatArray, current: FloatArray) -> FloatArra
 
 
 def ks_rows(reference: FloatArray, current: FloatArray) -> FloatArray:
-    """Binned KS statistic of each row of two (m, bins) count matrices: an (m,) array.
+    """Binned KS statistic (``ks_binned``) of each row of two (m, bins) count matrices: an
+    (m,) array.
 
     The largest gap between the two CDFs at the inner bin edges (after each bin but the
     last); NaN for a row whose total is 0 on either side.
     Rows may end with padding columns that are 0 on both sides: the edges they add have the
     gap of the whole CDFs, 1 - 1 (0 up to rounding), which changes nothing.
+
+    Error bound. Let ``F`` and ``G`` be the empirical CDFs of the reference and window values
+    (right-continuous, as in ``scipy.stats.ks_2samp``), ``p_i`` and ``q_i`` the proportions of
+    bin ``i`` and ``c_i = sum_{j <= i} (p_j - q_j)`` (``c_{-1} = 0``). Each ``c_i`` but the
+    last is ``F - G`` just below the lower edge of bin ``i + 1``, a limit of values of
+    ``F - G``, so ``ks_binned = max_i |c_i| <= ks_exact = sup_x |F(x) - G(x)|``. Inside bin
+    ``i``, ``F`` rises by ``p_i`` and ``G`` by ``q_i``, so ``F - G`` stays in
+    ``[c_{i-1} - q_i, c_{i-1} + p_i]``: ``ks_exact`` is at most :func:`ks_rows_upper`,
+    ``max_i max(c_{i-1} + p_i, q_i - c_{i-1})``, itself at most
+    ``ks_binned + max_i max(p_i, q_i)``.
 
     >>> reference = np.array([[10.0, 10.0, 10.0, 10.0], [5.0, 5.0, 0.0, 0.0]])
     >>> current = np.array([[0.0, 10.0, 10.0, 20.0], [2.0, 8.0, 0.0, 0.0]])
@@ -176,6 +192,36 @@ def ks_rows(reference: FloatArray, current: FloatArray) -> FloatArray:
     return values
 
 
+def ks_rows_upper(reference: FloatArray, current: FloatArray) -> FloatArray:
+    """Upper bound of the exact two-sample KS statistic of the raw values behind each row of
+    two (m, bins) count matrices: an (m,) array, ``>=`` :func:`ks_rows` on the same rows.
+
+    With ``p_i``, ``q_i`` the reference and window proportions of bin ``i`` and ``c_i`` the
+    CDF gap after it (``c_{-1} = 0``): ``max_i max(c_{i-1} + p_i, q_i - c_{i-1})``, because
+    inside bin ``i`` the reference CDF rises by ``p_i`` and the window's by ``q_i`` (see
+    :func:`ks_rows`). Hence ``ks_binned <= ks_exact <= ks_rows_upper <= ks_binned +
+    max_i max(p_i, q_i)``. It is the best bound the counts allow: values with these counts
+    reach it when, inside one bin, all the reference values lie below all the window values
+    (or the reverse). A bin without reference mass (the under- and overflow bins of a
+    numeric binning) or empty on both sides (padding included) adds nothing beyond the gap
+    at its edge; quantile edges merged by ties make fewer, heavier bins, so a wider bound.
+    NaN for a row whose total is 0 on either side.
+
+    >>> reference = np.array([[10.0, 10.0, 10.0, 10.0], [5.0, 5.0, 0.0, 0.0]])
+    >>> current = np.array([[0.0, 10.0, 10.0, 20.0], [2.0, 8.0, 0.0, 0.0]])
+    >>> ks_rows_upper(reference, current).tolist()
+    [0.5, 0.8]
+    """
+    reference, current = _rows(reference, current)
+    p = _row_proportions(reference)
+    q = _row_proportions(current)
+    after = np.cumsum(p - q, axis=1)
+    before = np.concatenate([np.zeros((after.shape[0], 1)), after[:, :-1]], axis=1)
+    bounds = np.maximum(before + p, q - before)
+    values: FloatArray = np.maximum.reduce(bounds, axis=1, initial=0.0)
+    return values
+
+
 def wasserstein_rows(
     reference_counts: FloatArray,
     reference_sums: FloatArray,
@@ -183,13 +229,32 @@ def wasserstein_rows(
     sums: FloatArray,
     scale: FloatArray | float = 1.0,
 ) -> FloatArray:
-    """Binned Wasserstein-1 distance of each row, divided by ``scale``: an (m,) array.
+    """Binned Wasserstein-1 distance (``wasserstein_binned``) of each row, divided by
+    ``scale``: an (m,) array.
 
     Rows are features: bin counts and per-bin value sums of the reference and of the window,
     all (m, bins). Each non-empty bin's mass is put at its mean and the distance between
     the two sets of point masses is computed exactly (the integral of |CDF_a - CDF_b|).
     ``scale`` is one number or one per row. NaN for a row whose total is 0 on either side;
     bins empty on both sides (padding included) add nothing.
+
+    Error bound. Moving every value to the mean of its bin is a non-decreasing map (each
+    mean lies inside its bin), so it costs exactly ``sum_i p_i MAD_i`` in Wasserstein-1,
+    ``MAD_i`` being the mean absolute deviation of the values of bin ``i`` from their mean.
+    By the triangle inequality, against the exact distance of the raw values
+    (``scipy.stats.wasserstein_distance(reference, window) / scale``)::
+
+        |wasserstein_binned - wasserstein_exact|
+            <= (sum_i p_i MAD_i(reference) + sum_i q_i MAD_i(window)) / scale
+
+    An inner bin ``[e_k, e_(k+1)]`` has ``MAD_i <= (e_(k+1) - e_k) / 2`` (the mean absolute
+    deviation is at most the standard deviation, at most half the range). A reference of two
+    distinct values or more has none outside its inner bins, so its term is at most
+    ``sum_i p_i width_i / 2`` (a constant one has none at all). The
+    window's under- and overflow bins are unbounded: their MAD needs the spread of the values
+    inside them, which is not kept (only counts and sums are), so the error of a window with
+    values beyond the reference's range cannot be bounded from the kept state. The bound is
+    a worst case; a shift of a smooth distribution comes out within a few %.
 
     >>> counts = np.array([[1.0, 1.0, 0.0], [0.0, 2.0, 2.0]])
     >>> sums = np.array([[0.0, 1.0, 0.0], [0.0, 2.0, 6.0]])
