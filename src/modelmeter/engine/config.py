@@ -1,4 +1,4 @@
-"""What a monitor watches: the features, the task, the window and the reference data.
+"""What a monitor watches: the features, the task, the windows and the reference data.
 
 Every value is checked when it is built, so a bad configuration fails at once with a message
 that names the field and says what to use instead.
@@ -32,6 +32,8 @@ KINDS = ("numeric", "categorical")
 MULTIVARIATE_METHODS = ("pca",)
 #: Most categories a categorical feature without spec categories takes from the reference.
 DEFAULT_MAX_CATEGORIES = 100
+#: Most buckets in a window (and in the performance window).
+_MAX_BUCKETS = 100_000
 
 
 @dataclass(frozen=True)
@@ -105,7 +107,7 @@ class MonitorConfig:
     """The task, the features and the window of one monitored model version.
 
     The window is a ring of ``ceil(window_seconds / bucket_seconds)`` buckets. Drift and
-    performance figures are NaN while the window holds fewer than ``min_samples`` values.
+    performance figures are NaN while their window holds fewer than ``min_samples`` values.
     ``positive_class`` (binary only) defaults to the last class. A categorical feature without
     spec ``categories`` takes the ``max_categories`` most frequent reference values as its
     vocabulary; other values count as its ``other`` bin. ``multivariate`` (None: off) is used
@@ -113,8 +115,21 @@ class MonitorConfig:
     whose values (at most 20 each, plus ``other``) also get performance, volume and label
     coverage of their own (see :mod:`modelmeter.engine.segments`).
 
+    Realized performance (labels, counted in the bucket of their arrival) has a window of its
+    own, the *performance window*: ``performance_window_seconds`` in buckets of
+    ``performance_bucket_seconds`` (None: the window's length, the window's bucket), so that
+    labels that come in a daily batch give figures all day. Its ``min_samples`` counts the
+    labels in that window. :attr:`performance_window`, :attr:`performance_bucket` and
+    :attr:`performance_n_buckets` are the values in use.
+
     >>> MonitorConfig(task="regression", features=(), window_seconds=60, bucket_seconds=5).n_buckets
     12
+    >>> daily = MonitorConfig(task="regression", features=(), performance_window_seconds=90_000,
+    ...                       performance_bucket_seconds=1_800)
+    >>> daily.performance_window, daily.performance_bucket, daily.performance_n_buckets
+    (90000.0, 1800.0, 50)
+    >>> MonitorConfig(task="regression", features=()).performance_n_buckets  # the window's
+    30
     """
 
     task: Literal["binary", "multiclass", "regression"]
@@ -129,7 +144,10 @@ class MonitorConfig:
     max_categories: int = DEFAULT_MAX_CATEGORIES
     multivariate: MultivariateConfig | None = MultivariateConfig()
     segments: tuple[str, ...] = ()
+    performance_window_seconds: float | None = None
+    performance_bucket_seconds: float | None = None
     n_buckets: int = field(init=False, repr=False, compare=False)
+    performance_n_buckets: int = field(init=False, repr=False, compare=False)
 
     def __post_init__(self) -> None:
         if self.task not in TASKS:
@@ -147,12 +165,13 @@ class MonitorConfig:
                 f"({self.bucket_seconds})"
             )
         n_buckets = math.ceil(self.window_seconds / self.bucket_seconds - 1e-9)
-        if n_buckets > 100_000:
+        if n_buckets > _MAX_BUCKETS:
             raise ValueError(
                 f"window_seconds / bucket_seconds = {n_buckets} buckets; use larger buckets "
                 "(at most 100,000 per window)"
             )
         object.__setattr__(self, "n_buckets", n_buckets)
+        object.__setattr__(self, "performance_n_buckets", self._check_performance_window())
         if int(self.min_samples) != self.min_samples or self.min_samples < 1:
             raise ValueError(f"min_samples must be an integer >= 1, got {self.min_samples}")
         if int(self.drift_bins) != self.drift_bins or not 1 <= self.drift_bins <= 1000:
@@ -162,6 +181,40 @@ class MonitorConfig:
         if not 0 < self.drift_fdr < 1:
             raise ValueError(f"drift_fdr must be in (0, 1), got {self.drift_fdr}")
         self._check_segments()
+
+    def _check_performance_window(self) -> int:
+        """The performance window's bucket count (ValueError naming the field if it is bad)."""
+        bucket = self.performance_bucket_seconds
+        if bucket is not None and not (bucket > 0 and math.isfinite(bucket)):
+            raise ValueError(f"performance_bucket_seconds must be > 0, got {bucket}")
+        length, width = self.performance_window, self.performance_bucket
+        if not (length >= width and math.isfinite(length)):
+            which = "" if bucket is not None else ", the window's bucket"
+            raise ValueError(
+                f"performance_window_seconds ({length}) must be >= performance_bucket_seconds "
+                f"({width}{which})"
+            )
+        n_buckets = math.ceil(length / width - 1e-9)
+        if n_buckets > _MAX_BUCKETS:
+            raise ValueError(
+                f"performance_window_seconds / performance_bucket_seconds = {n_buckets} "
+                "buckets; use larger buckets (at most 100,000 per window)"
+            )
+        return n_buckets
+
+    @property
+    def performance_window(self) -> float:
+        """Length in seconds of the performance window: ``performance_window_seconds``, or
+        the window's length."""
+        value = self.performance_window_seconds
+        return float(self.window_seconds if value is None else value)
+
+    @property
+    def performance_bucket(self) -> float:
+        """Bucket in seconds of the performance window: ``performance_bucket_seconds``, or
+        the window's bucket."""
+        value = self.performance_bucket_seconds
+        return float(self.bucket_seconds if value is None else value)
 
     def _check_segments(self) -> None:
         kinds = {f.name: f.kind for f in self.features}

@@ -11,6 +11,11 @@ labels, latency, label delay) itself:
 * :class:`~modelmeter.engine.loss.LossEstimator`: estimated regression performance (DLE);
 * :class:`~modelmeter.engine.segments.Segments`: figures per segment value;
 * :class:`~modelmeter.engine.state.MonitorState`: the counts and their checkpoint.
+
+Realized performance has a window of its own, the performance window
+(``MonitorConfig.performance_window_seconds``, the window's length unless set): labels count
+in the bucket of their arrival, so a longer one gives figures between the batches of labels
+that come once a day. Everything else uses the window.
 """
 
 from __future__ import annotations
@@ -86,6 +91,13 @@ class ModelMonitor:
     >>> abs(snap.estimated.accuracy - snap.realized.accuracy) < 0.05
     True
 
+    Realized performance covers the performance window, by default the window itself:
+
+    >>> snap.performance_window_seconds, snap.performance_labels
+    (300.0, 500)
+    >>> sum(snap.performance_confusion.values())
+    500.0
+
     The model's performance on its reference data, computed once from the reference's
     predictions and labels, is in every snapshot (whatever the window holds):
 
@@ -128,8 +140,10 @@ class ModelMonitor:
             self._shapes(),
             self._total_shapes(),
             max_state_bytes,
+            performance_shapes=self._performance_shapes(),
+            performance_buckets=(config.performance_n_buckets, config.performance_bucket),
         )
-        #: bytes of the window ring and totals (float64), known before they are allocated
+        #: bytes of the rings and totals (float64), known before they are allocated
         self.state_bytes = self._state.nbytes
 
     def _shapes(self) -> dict[str, tuple[int, ...]]:
@@ -146,6 +160,14 @@ class ModelMonitor:
             k = self._output.k if self.config.is_classification else None
             expected = self._output.calibrator is not None
             shapes.update(self._segments.shapes(k, expected, self._loss is not None))
+        return shapes
+
+    def _performance_shapes(self) -> dict[str, tuple[int, ...]]:
+        """The performance ring's statistics: realized performance, by label arrival."""
+        shapes = self._output.performance_shapes()
+        if self._segments is not None:
+            k = self._output.k if self.config.is_classification else None
+            shapes.update(self._segments.performance_shapes(k))
         return shapes
 
     def _total_shapes(self) -> dict[str, tuple[int, ...]]:
@@ -215,9 +237,9 @@ class ModelMonitor:
             totals["unknown_features"][0] += int(raw.unknown_features)
         if checked.n == 0:
             if now is not None:
-                ring.advance(now)
+                state.advance(now)
             return
-        ring.advance(float(checked.timestamps.max()) if now is None else now)
+        state.advance(float(checked.timestamps.max()) if now is None else now)
         slots = ring.slots(checked.timestamps)
         totals["ops"] += ring.add("ops", slots, PREDICTIONS)
         if checked.errors is not None and checked.errors.any():
@@ -247,33 +269,37 @@ class ModelMonitor:
         """Count a batch of labels joined to their predictions (validated first, unless it is
         this monitor's :meth:`check` of it).
 
-        Realized performance counts a label in the bucket of its arrival; label coverage
-        counts it in the bucket of its prediction, if that is still in the window.
+        Realized performance counts a label in the bucket of its arrival, in the performance
+        window; label coverage counts it in the bucket of its prediction, if that is still in
+        the window.
         """
         checked = self._checker.labels(batch, now)
         arrived, made = checked.arrived, checked.made
         state = self._state
-        ring = state.ring
+        ring, performance = state.ring, state.performance
         if arrived.shape[0] == 0:
             if now is not None:
-                ring.advance(now)
+                state.advance(now)
             return
-        ring.advance(float(arrived.max()) if now is None else now)
+        state.advance(float(arrived.max()) if now is None else now)
         label_slots = ring.slots(arrived)
+        performance_slots = performance.slots(arrived)
         made_slots = ring.slots(made)
         ops = state.totals["ops"]
         ops += ring.add("ops", label_slots, LABELS)
         ops += ring.add("ops", made_slots, LABELED)
         state.label_delay.add(np.maximum(arrived - made, 0.0))
-        outcome = self._output.label(ring, checked, label_slots)
+        outcome = self._output.label(performance, checked, performance_slots)
         if outcome.confusion_counts is not None:
             state.totals["confusion"] += outcome.confusion_counts
         if checked.segments is not None and self._segments is not None:
             confusion = None if outcome.confusion is None else (outcome.confusion, self._output.k)
             self._segments.label(
                 ring,
+                performance,
                 checked.segments,
                 label_slots,
+                performance_slots,
                 made_slots,
                 checked.valid,
                 confusion,
@@ -283,16 +309,18 @@ class ModelMonitor:
     # ------------------------------------------------------------------ reading
 
     def snapshot(self, now: float) -> Snapshot:
-        """All figures at time ``now``; buckets older than ``now - window`` are expired first."""
+        """All figures at time ``now``; buckets older than ``now - window`` (``now -
+        performance window`` for realized performance) are expired first."""
         state = self._state
-        ring = state.ring
-        ring.advance(now)
+        ring, performance = state.ring, state.performance
+        state.advance(now)
         config = self.config
         minimum = config.min_samples
         output = self._output
         ops = ring.window("ops")
         predictions = int(ops[PREDICTIONS])
-        realized, estimated, regression = output.figures(ring, minimum)
+        realized, estimated, regression = output.figures(ring, performance, minimum)
+        performance_labels, performance_confusion = output.performance_window(performance)
         drift, prediction_drift, detected = self._drift()
         names = [spec.name for spec in config.features]
         features = self._features
@@ -339,10 +367,15 @@ class ModelMonitor:
             else self._loss.window_figures(ring, minimum),
             segments={}
             if self._segments is None
-            else self._segments.figures(ring, output.classes, output.positive, minimum),
+            else self._segments.figures(
+                ring, performance, output.classes, output.positive, minimum
+            ),
             feature_bins=features.bins(totals, names),
             prediction_bins=output.bins(totals["output"]),
             expected_total=output.expected_total(totals.get("expected")),
+            performance_window_seconds=config.performance_window,
+            performance_labels=performance_labels,
+            performance_confusion=performance_confusion,
         )
 
     def _drift(self) -> tuple[dict[str, DriftFigures], DriftFigures, bool]:
@@ -370,7 +403,7 @@ class ModelMonitor:
         """A monitor for ``config``/``reference`` with the state saved by :meth:`to_checkpoint`.
 
         Raises ValueError when the checkpoint does not fit the configuration (other features,
-        classes, bins or window): start a fresh monitor in that case.
+        classes, bins, window or performance window): start a fresh monitor in that case.
         """
         monitor = cls(config, reference)
         monitor._state.load(data)

@@ -7,8 +7,9 @@ classification with scores) and the model's performance on the reference itself.
 
 In the stream, predictions give prediction drift (``output`` counts; regression also
 ``output_sums``) and expected outcomes (``expected``: calibrated class probabilities summed
-into a (predicted, actual) matrix); labels give realized performance (``confusion`` or the
-``regression`` sums).
+into a (predicted, actual) matrix), in the window ring; labels give realized performance
+(``confusion`` or the ``regression`` sums, and the count of ``labels``) in the performance
+ring, by arrival (see :mod:`modelmeter.engine.state`).
 
 >>> import numpy as np
 >>> from modelmeter.engine.checks import ClassCodes
@@ -16,8 +17,8 @@ into a (predicted, actual) matrix); labels give realized performance (``confusio
 >>> config = MonitorConfig(task="binary", features=(), classes=("0", "1"))
 >>> labels = np.array(["0", "1", "1", "1"], dtype=object)
 >>> output = ModelOutput(config, ReferenceData({}, labels[::-1], labels), ClassCodes(("0", "1")))
->>> output.reference_figures.accuracy, sorted(output.shapes())
-(0.5, ['confusion', 'output'])
+>>> output.reference_figures.accuracy, sorted(output.shapes()), sorted(output.performance_shapes())
+(0.5, ['output'], ['confusion', 'labels'])
 """
 
 from __future__ import annotations
@@ -48,6 +49,7 @@ from modelmeter.engine.performance import (
 )
 from modelmeter.engine.segments import Expected
 from modelmeter.engine.snapshot import BinCounts, ClassificationFigures, RegressionFigures
+from modelmeter.engine.state import LABELS
 from modelmeter.engine.windows import BucketRing
 
 __all__ = ["LabelOutcome", "ModelOutput"]
@@ -128,14 +130,23 @@ class ModelOutput:
         return binning.n_bins
 
     def shapes(self) -> dict[str, tuple[int, ...]]:
-        """Ring statistics of predictions (``output`` has a last bin for no prediction)."""
+        """Window ring statistics of predictions (``output`` has a last bin for no
+        prediction)."""
         shapes: dict[str, tuple[int, ...]] = {"output": (self._bins() + 1,)}
         if self.config.is_classification:
-            shapes["confusion"] = (self.k, self.k)
             if self.calibrator is not None:
                 shapes["expected"] = (self.k, self.k)
         else:
             shapes["output_sums"] = (self._bins() + 1,)
+        return shapes
+
+    def performance_shapes(self) -> dict[str, tuple[int, ...]]:
+        """Performance ring statistics of labels: the count of labels with a prediction, and
+        the confusion matrix (classification) or the regression sums."""
+        shapes: dict[str, tuple[int, ...]] = {LABELS: (1,)}
+        if self.config.is_classification:
+            shapes["confusion"] = (self.k, self.k)
+        else:
             shapes["regression"] = (3,)
         return shapes
 
@@ -206,9 +217,10 @@ class ModelOutput:
 
     def label(self, ring: BucketRing, checked: CheckedLabels, slots: IntArray) -> LabelOutcome:
         """Count the labels (of rows with a prediction) in the buckets ``slots`` of their
-        arrival."""
+        arrival in the performance ring ``ring``."""
         valid = checked.valid
         rows = slots if valid.all() else slots[valid]
+        ring.add(LABELS, rows, 0)
         if self.config.is_classification:
             k = self.k
             index = (checked.predicted.astype(np.int64) * k + checked.actual.astype(np.int64))[
@@ -244,16 +256,18 @@ class ModelOutput:
         return categorical_drift(self.categorical.reference_counts[None, :], counts, min_samples)[0]
 
     def figures(
-        self, ring: BucketRing, min_samples: int
+        self, ring: BucketRing, performance: BucketRing, min_samples: int
     ) -> tuple[
         ClassificationFigures | None, ClassificationFigures | None, RegressionFigures | None
     ]:
-        """(realized, estimated, regression) figures of the window."""
+        """(realized, estimated, regression) figures: the realized ones (``realized``,
+        ``regression``) of the performance ring's window, the estimated ones of the window
+        ring's."""
         if not self.config.is_classification:
-            return None, None, regression_figures(ring.window("regression"), min_samples)
+            return None, None, regression_figures(performance.window("regression"), min_samples)
         k = self.k
         realized = classification_figures(
-            ring.window("confusion").reshape(k, k), self.classes, self.positive, min_samples
+            performance.window("confusion").reshape(k, k), self.classes, self.positive, min_samples
         )
         estimated = None
         if self.calibrator is not None:
@@ -261,6 +275,22 @@ class ModelOutput:
                 ring.window("expected").reshape(k, k), self.classes, self.positive, min_samples
             )
         return realized, estimated, None
+
+    def performance_window(
+        self, performance: BucketRing
+    ) -> tuple[int, dict[tuple[str, str], float]]:
+        """The sample of the realized figures in the performance ring's window: the labels
+        with a prediction, and (classification) ``(predicted, actual) -> count``."""
+        labels = int(performance.window(LABELS)[0])
+        if not self.config.is_classification:
+            return labels, {}
+        values = performance.window("confusion").tolist()
+        counts = {
+            (predicted, actual): float(values[p][a])
+            for p, predicted in enumerate(self.classes)
+            for a, actual in enumerate(self.classes)
+        }
+        return labels, counts
 
     def bins(self, total: FloatArray) -> BinCounts:
         """The output's drift bins: labels, predictions counted in each since the start (from

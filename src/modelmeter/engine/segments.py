@@ -6,8 +6,10 @@ values) plus ``other``: a value outside the vocabulary, or a missing one, counts
 ``other``. So the number of segment values is fixed by the configuration, never by traffic.
 The statistics are rings of additive counts indexed by ``(segment, code)``, like every other
 window statistic: ``segment_ops`` (predictions, labeled by prediction time, labels by
-arrival), ``segment_confusion`` / ``segment_expected`` (classification) and
-``segment_regression`` / ``segment_loss`` (regression).
+arrival), ``segment_expected`` (classification) and ``segment_loss`` (regression) in the
+window ring; ``segment_confusion`` (classification) and ``segment_regression`` (regression),
+realized performance by label arrival, in the performance ring (the performance window, see
+:mod:`modelmeter.engine.state`).
 
 >>> import numpy as np
 >>> from modelmeter.engine.drift import CategoricalBinning
@@ -82,19 +84,27 @@ class Segments:
     def shapes(
         self, k: int | None, expected: bool = False, loss: bool = False
     ) -> dict[str, tuple[int, ...]]:
-        """Ring shapes: ``k`` classes (None: regression); ``expected``: with estimated
+        """Window ring shapes: ``k`` classes (None: regression); ``expected``: with estimated
         performance (scores); ``loss``: with the regression loss estimate."""
         m, w = self.m, self.width
         shapes: dict[str, tuple[int, ...]] = {"segment_ops": (m, w, 3)}
-        if k is None:
-            shapes["segment_regression"] = (m, w, 3)
-        else:
-            shapes["segment_confusion"] = (m, w, k, k)
-            if expected:
-                shapes["segment_expected"] = (m, w, k, k)
+        if k is not None and expected:
+            shapes["segment_expected"] = (m, w, k, k)
         if loss:
             shapes["segment_loss"] = (m, w, 3)
         return shapes
+
+    def performance_shapes(self, k: int | None) -> dict[str, tuple[int, ...]]:
+        """Performance ring shapes (realized performance): ``k`` classes (None: regression).
+
+        >>> from modelmeter.engine.drift import CategoricalBinning
+        >>> Segments([("country", CategoricalBinning(("de", "fr")))]).performance_shapes(2)
+        {'segment_confusion': (1, 3, 2, 2)}
+        """
+        m, w = self.m, self.width
+        if k is None:
+            return {"segment_regression": (m, w, 3)}
+        return {"segment_confusion": (m, w, k, k)}
 
     def codes(self, features: Mapping[str, npt.NDArray[np.generic]]) -> IntArray:
         """(n, m) value codes of each event: its vocabulary index or ``other``."""
@@ -204,39 +214,51 @@ class Segments:
     def label(
         self,
         ring: BucketRing,
+        performance: BucketRing,
         codes: IntArray,
         label_slots: IntArray,
+        performance_slots: IntArray,
         made_slots: IntArray,
         valid: BoolArray,
         confusion: tuple[IntArray, int] | None = None,
         terms: FloatArray | None = None,
     ) -> None:
-        """Count labels per segment value (``codes`` from :meth:`check`): by arrival and by
-        prediction time, and, for rows with a prediction (``valid``), their ``confusion``
-        (flat index ``predicted * k + actual`` of those rows, ``k``) or regression ``terms``."""
+        """Count labels per segment value (``codes`` from :meth:`check`): in the window ring
+        by arrival (``label_slots``) and by prediction time (``made_slots``), and, for rows
+        with a prediction (``valid``), their ``confusion`` (flat index ``predicted * k +
+        actual`` of those rows, ``k``) or regression ``terms`` in the performance ring by
+        arrival (``performance_slots``)."""
         self.add(ring, "segment_ops", label_slots, codes, 3, LABELS)
         self.add(ring, "segment_ops", made_slots, codes, 3, LABELED)
-        slots, codes = label_slots[valid], codes[valid]
+        slots, codes = performance_slots[valid], codes[valid]
         if confusion is not None:
             index, k = confusion
-            self.add(ring, "segment_confusion", slots, codes, k * k, index)
+            self.add(performance, "segment_confusion", slots, codes, k * k, index)
         elif terms is not None:
             for position in range(3):
-                self.add(ring, "segment_regression", slots, codes, 3, position, terms[:, position])
+                self.add(
+                    performance, "segment_regression", slots, codes, 3, position, terms[:, position]
+                )
 
     def figures(
         self,
         ring: BucketRing,
+        performance: BucketRing,
         classes: tuple[str, ...],
         positive: int | None,
         min_samples: int,
     ) -> dict[str, dict[str, SegmentFigures]]:
-        """Segment feature -> value -> figures of the window."""
+        """Segment feature -> value -> figures: realized of the performance ring's window,
+        the others of the window ring's."""
         ops = ring.window("segment_ops")
         windows = {
-            name: ring.window(name)
-            for name in ("segment_confusion", "segment_expected", "segment_regression")
-            if name in ring.shapes
+            name: source.window(name)
+            for source, name in (
+                (performance, "segment_confusion"),
+                (ring, "segment_expected"),
+                (performance, "segment_regression"),
+            )
+            if name in source.shapes
         }
         loss = ring.window("segment_loss") if "segment_loss" in ring.shapes else None
         out: dict[str, dict[str, SegmentFigures]] = {}
@@ -246,18 +268,19 @@ class Segments:
                 predictions = int(ops[s, v, PREDICTIONS])
                 labeled = float(ops[s, v, LABELED])
                 realized = estimated = regression = estimated_regression = None
+                performance_labels = 0
                 if "segment_confusion" in windows:
-                    realized = classification_figures(
-                        windows["segment_confusion"][s, v], classes, positive, min_samples
-                    )
+                    confusion = windows["segment_confusion"][s, v]
+                    performance_labels = int(confusion.sum())
+                    realized = classification_figures(confusion, classes, positive, min_samples)
                 if "segment_expected" in windows:
                     estimated = classification_figures(
                         windows["segment_expected"][s, v], classes, positive, min_samples
                     )
                 if "segment_regression" in windows:
-                    regression = regression_figures(
-                        windows["segment_regression"][s, v], min_samples
-                    )
+                    sums = windows["segment_regression"][s, v]
+                    performance_labels = int(sums[0])
+                    regression = regression_figures(sums, min_samples)
                 if loss is not None:
                     estimated_regression = regression_figures(loss[s, v], min_samples)
                 figures[value] = SegmentFigures(
@@ -268,6 +291,7 @@ class Segments:
                     estimated=estimated,
                     regression=regression,
                     estimated_regression=estimated_regression,
+                    performance_labels=performance_labels,
                 )
             out[name] = figures
         return out

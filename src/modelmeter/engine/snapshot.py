@@ -120,7 +120,12 @@ class SegmentFigures:
     received in the window for them; ``label_coverage``: labeled fraction of the window's
     predictions (NaN without predictions). ``realized``/``estimated`` (classification) and
     ``regression``/``estimated_regression`` (regression) are as in :class:`Snapshot`, computed
-    on this value's rows, NaN below ``min_samples`` of them.
+    on this value's rows, NaN below ``min_samples`` of them; the realized ones (``realized``,
+    ``regression``) on the labels of the performance window, ``performance_labels`` of them
+    (those with a prediction).
+
+    >>> SegmentFigures(predictions=10, labeled=4, label_coverage=0.4).performance_labels
+    0
     """
 
     predictions: int
@@ -130,6 +135,7 @@ class SegmentFigures:
     estimated: ClassificationFigures | None = None
     regression: RegressionFigures | None = None
     estimated_regression: RegressionFigures | None = None
+    performance_labels: int = 0
 
 
 @dataclass(frozen=True)
@@ -147,10 +153,19 @@ class Histogram:
 class Snapshot:
     """Everything a monitor knows at time ``time``: window figures and cumulative totals.
 
-    ``window_labeled`` is the number of labels received in the window (the sample of the
-    realized figures); ``label_coverage`` is the labeled fraction of the predictions made in
-    the window. ``realized``/``estimated`` are set for classification (``estimated`` only
-    when the reference has scores), ``regression`` for regression.
+    ``window_labeled`` is the number of labels received in the window; ``label_coverage`` is
+    the labeled fraction of the predictions made in the window. ``realized``/``estimated`` are
+    set for classification (``estimated`` only when the reference has scores), ``regression``
+    for regression.
+
+    Realized performance (``realized``, ``regression``, and the segments' ones) is computed on
+    the labels received in the *performance window*, ``performance_window_seconds`` long
+    (the window's length unless configured; labels count by arrival, so a longer one keeps
+    figures between the batches of a model labeled once a day). Its sample:
+    ``performance_labels``, the labels with a prediction in that window (NaN figures below
+    ``min_samples`` of them), and, for classification, ``performance_confusion``
+    (``(predicted, actual) -> count`` in that window; empty for regression). A snapshot built
+    by hand without them has ``performance_window_seconds`` NaN.
 
     ``multivariate`` is the multivariate drift (None when it is off or the model has fewer
     than 2 features).
@@ -204,10 +219,13 @@ class Snapshot:
     feature_bins: Mapping[str, BinCounts] = field(default_factory=dict)
     prediction_bins: BinCounts | None = None
     expected_total: Mapping[tuple[str, str], float] = field(default_factory=dict)
+    performance_window_seconds: float = math.nan
+    performance_labels: int = 0
+    performance_confusion: Mapping[tuple[str, str], float] = field(default_factory=dict)
 
     def to_dict(self) -> dict[str, Any]:
-        """JSON-able form: NaN -> None, ``confusion_total`` and ``expected_total`` as lists of
-        records.
+        """JSON-able form: NaN -> None, ``confusion_total``, ``expected_total`` and
+        ``performance_confusion`` as lists of records.
 
         >>> from modelmeter.engine import Histogram
         >>> empty = Histogram(bounds=(1.0,), counts=(0, 0), sum=0.0, count=0)
@@ -217,6 +235,8 @@ class Snapshot:
         ...                 {}, {}, 0, 0, 0, {("a", "b"): 2}, {}, empty, empty)
         >>> snap.to_dict()["confusion_total"], snap.to_dict()["label_coverage"]
         ([{'predicted': 'a', 'actual': 'b', 'count': 2}], None)
+        >>> snap.to_dict()["performance_confusion"], snap.to_dict()["performance_window_seconds"]
+        ([], None)
         """
         data = {
             name: asdict(value) if hasattr(value, "__dataclass_fields__") else value
@@ -234,7 +254,7 @@ class Snapshot:
         else:
             del data["segments"]  # a model without segments: the form it always had
         data["feature_bins"] = {name: asdict(value) for name, value in self.feature_bins.items()}
-        for name in ("confusion_total", "expected_total"):
+        for name in ("confusion_total", "expected_total", "performance_confusion"):
             data[name] = [
                 {"predicted": p, "actual": a, "count": n}
                 for (p, a), n in getattr(self, name).items()
