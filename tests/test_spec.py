@@ -142,6 +142,77 @@ def test_window_shorthand_and_thresholds() -> None:
     assert set(spec.thresholds) == set(DEFAULT_THRESHOLDS)
 
 
+@pytest.mark.parametrize(
+    ("performance", "window", "bucket"),
+    [
+        ("2d", 172800.0, 3600.0),  # 48 buckets of performance.window / 48
+        ({"window": "2d", "bucket": "1h"}, 172800.0, 3600.0),
+        ({"window": "2d", "bucket": "2h"}, 172800.0, 7200.0),
+        (90000, 90000.0, 1875.0),  # 1d1h in seconds
+        ({"bucket": "1m"}, 300.0, 60.0),  # the window's length
+        ("20m", 1200.0, 25.0),
+        ("6m", 360.0, 10.0),  # 6m / 48 is below window.bucket
+        ({}, 300.0, 10.0),
+        (None, 300.0, 10.0),
+    ],
+)
+def test_performance_window_forms_and_defaults(
+    performance: Any, window: float, bucket: float
+) -> None:
+    spec = load_spec(base() | {"performance": performance})
+    assert (spec.performance_window_seconds, spec.performance_bucket_seconds) == (window, bucket)
+    config = spec.monitor_config()
+    assert (config.performance_window, config.performance_bucket) == (window, bucket)
+    assert config.performance_n_buckets == int(window // bucket)
+    assert (config.window_seconds, config.bucket_seconds) == (300.0, 10.0)  # the window stays
+    again = load_spec(json.dumps(spec.to_dict()))
+    assert again == spec and again.to_dict() == spec.to_dict()
+    assert load_spec(yaml.safe_dump(spec.to_dict())) == spec
+    if (window, bucket) == (300.0, 10.0):
+        assert "performance" not in spec.to_dict()
+    else:
+        assert spec.to_dict()["performance"] == {
+            "window": format_duration(window),
+            "bucket": format_duration(bucket),
+        }
+
+
+def test_performance_window_follows_the_window_bucket() -> None:
+    spec = load_spec(base() | {"window": {"length": "1h", "bucket": "1m"}, "performance": "1h"})
+    assert (spec.performance_window_seconds, spec.performance_bucket_seconds) == (3600.0, 75.0)
+    spec = load_spec(base() | {"window": {"length": "10m", "bucket": "1m"}, "performance": "30m"})
+    assert (spec.performance_window_seconds, spec.performance_bucket_seconds) == (1800.0, 60.0)
+    longer = load_spec(base() | {"window": "1h"})  # no performance: the window, whatever it is
+    assert (longer.performance_window_seconds, longer.performance_bucket_seconds) == (3600.0, 10.0)
+
+
+def test_a_performance_window_equal_to_the_window_leaves_the_spec_as_before() -> None:
+    before = load_spec(base())
+    same = load_spec(base() | {"performance": {"window": "5m", "bucket": "10s"}})
+    assert same == before and same.to_dict() == before.to_dict()
+    assert json.dumps(same.to_dict()) == json.dumps(before.to_dict())
+    assert "performance" not in before.to_dict() and before.performance_window is None
+    assert list(before.to_dict()) == [
+        "task",
+        "classes",
+        "positive_class",
+        "features",
+        "reference",
+        "window",
+        "min_samples",
+        "drift",
+        "thresholds",
+    ]
+    daily = load_spec(base() | {"performance": "1d"})
+    assert daily != before
+    assert list(daily.to_dict()).index("performance") == list(daily.to_dict()).index("window") + 1
+    # A spec built in code: the defaults of the document.
+    built = ModelSpec(task="regression", features=(Feature("x", "numeric"),))
+    assert (built.performance_window_seconds, built.performance_bucket_seconds) == (300.0, 10.0)
+    explicit = ModelSpec(task="regression", features=built.features, performance_window=300.0)
+    assert explicit == built and explicit.performance_window is None
+
+
 @pytest.mark.parametrize("example", EXAMPLE_SPECS, ids=lambda p: p.name)
 def test_round_trip_through_to_dict(example: Path) -> None:
     spec = load_spec(example)
@@ -261,6 +332,36 @@ ERROR_CASES: list[tuple[dict[str, Any], str, str]] = [
     (_with(window__length="5s"), "window", "whole multiple"),
     (_with(window__length="7d"), "window", "60480 buckets; at most 1000"),
     (_with(window__size="5m"), "window.size", "unknown field"),
+    (_with(performance="5 minutes"), "performance.window", "expected a duration like"),
+    (_with(performance={"bucket": "1.5s"}), "performance.bucket", "whole seconds"),
+    (_with(performance={"window": "2d", "bucket": "3d"}), "performance.bucket", "shorter than"),
+    (
+        _with(performance={"window": "1d", "bucket": "7m"}),
+        "performance.bucket",
+        "the performance window 1d must be a whole multiple of bucket 7m",
+    ),
+    (
+        _with(performance={"bucket": "7s"}),
+        "performance.bucket",
+        "the performance window 5m (window.length) must be a whole multiple of bucket 7s",
+    ),
+    (
+        _with(performance={"window": "30d", "bucket": "10s"}),
+        "performance.bucket",
+        "gives 259200 buckets; at most 1000: use a longer bucket",
+    ),
+    (
+        _with(performance="5s"),
+        "performance.window",
+        "shorter than its default bucket 10s (window.bucket); set performance.bucket",
+    ),
+    (
+        _with(performance="10m"),
+        "performance.window",
+        "whole multiple of its default bucket 13s (performance.window / 48",
+    ),
+    (_with(performance=True), "performance", "expected a mapping with keys window, bucket"),
+    (_with(performance={"length": "2d"}), "performance.length", "unknown field"),
     (_with(min_samples=0), "min_samples", "whole number from 1"),
     (_with(min_samples="100"), "min_samples", "whole number"),
     (_with(min_samples=True), "min_samples", "whole number"),

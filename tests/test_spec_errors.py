@@ -126,6 +126,30 @@ def test_the_bad_value_is_shown_as_written_and_short() -> None:
     assert message.endswith("got a number too large")
 
 
+def test_the_performance_window_is_checked_with_the_window() -> None:
+    # A bad window: the performance window is not checked against it (no second problem).
+    assert _problems(_base() | {"window": {"length": "65s"}, "performance": "1d"}) == [
+        ("window", "length 1m5s must be a whole multiple of bucket 10s")
+    ]
+    # Its problems come with the others, in document order.
+    document = _base() | {
+        "window": {"bucket": "1m"},
+        "performance": {"window": "1d", "bucket": "7m"},
+        "min_samples": 0,
+    }
+    assert [path for path, _ in _problems(document)] == ["performance.bucket", "min_samples"]
+    document = _base() | {"performance": {"window": "x", "bucket": "y"}}
+    assert [path for path, _ in _problems(document)] == [
+        "performance.window",
+        "performance.bucket",
+    ]
+    ((path, message),) = _problems(_base() | {"window": "1h", "performance": {"bucket": "2h"}})
+    assert (path, message) == (
+        "performance.bucket",
+        "the performance window 1h (window.length) is shorter than bucket 2h",
+    )
+
+
 def test_shorthands_and_open_values() -> None:
     document = _base()
     document["features"][0]["range"] = None  # open on both sides
@@ -134,6 +158,11 @@ def test_shorthands_and_open_values() -> None:
     spec = load_spec(document)
     assert (spec.features[0].low, spec.features[0].high) == (None, None)
     assert (spec.window_seconds, spec.bucket_seconds, spec.multivariate) == (600.0, 10.0, True)
+    document["performance"] = "2d"  # performance: 2d is {window: 2d}
+    spec = load_spec(document)
+    assert (spec.performance_window_seconds, spec.performance_bucket_seconds) == (172800.0, 3600.0)
+    document["performance"] = 7200  # seconds
+    assert load_spec(document).performance_window_seconds == 7200.0
     assert load_spec(_base() | {"min_samples": 200.0}).min_samples == 200  # a whole float
     assert load_spec(_base() | {"classes": [True, False]}).classes == ("True", "False")
 

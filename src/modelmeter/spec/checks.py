@@ -1,5 +1,5 @@
-"""The checks of a spec that span fields: task and classes, reference columns, window,
-segments, threshold order, duplicates.
+"""The checks of a spec that span fields: task and classes, reference columns, window and
+performance window, segments, threshold order, duplicates.
 
 Each function raises pydantic errors with our messages (a
 :class:`~pydantic_core.PydanticCustomError`, or several at once through
@@ -16,6 +16,7 @@ pydantic_core._pydantic_core.PydanticCustomError: length 1m5s must be a whole mu
 
 from __future__ import annotations
 
+import math
 from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any
 
@@ -30,12 +31,14 @@ from modelmeter.spec.fields import (
 from modelmeter.units import format_duration
 
 if TYPE_CHECKING:
-    from modelmeter.spec.schema import FeatureDocument, ReferenceDocument
+    from modelmeter.spec.schema import FeatureDocument, PerformanceDocument, ReferenceDocument
 
 __all__ = [
     "class_list",
     "class_values",
     "duplicates",
+    "performance",
+    "performance_window",
     "positive_class",
     "reference",
     "segment_list",
@@ -133,6 +136,70 @@ def window(length: float, bucket: float) -> None:
             f"length {format_duration(length)} / bucket {format_duration(bucket)} gives "
             f"{int(length // bucket)} buckets; at most {MAX_BUCKETS}: use a longer bucket"
         )
+
+
+#: The default bucket of a performance window cuts it into at most this many buckets.
+PERFORMANCE_BUCKETS = 48
+
+
+def performance_window(
+    length: float, bucket: float, given_window: float | None, given_bucket: float | None
+) -> tuple[float, float]:
+    """The performance window and its bucket, in seconds, of a window of ``length`` in
+    buckets of ``bucket`` and the spec's ``performance.window`` / ``performance.bucket``
+    (``given_window`` / ``given_bucket``, None: not given).
+
+    The window defaults to the window's length; the bucket to the window's bucket when
+    ``performance.window`` is not given, otherwise to the larger of the window's bucket and
+    ``performance.window / 48``, rounded up to a whole second.
+
+    >>> performance_window(300.0, 10.0, None, None)
+    (300.0, 10.0)
+    >>> performance_window(300.0, 10.0, 2 * 86400.0, None)  # 2d in buckets of 1h
+    (172800.0, 3600.0)
+    >>> performance_window(300.0, 10.0, 3600.0, None), performance_window(300.0, 10.0, None, 60.0)
+    ((3600.0, 75.0), (300.0, 60.0))
+    """
+    if given_window is None:
+        return float(length), float(bucket if given_bucket is None else given_bucket)
+    if given_bucket is None:
+        given_bucket = max(float(bucket), float(math.ceil(given_window / PERFORMANCE_BUCKETS)))
+    return float(given_window), float(given_bucket)
+
+
+def performance(value: PerformanceDocument, length: float, bucket: float) -> None:
+    """The performance window (with its defaults, :func:`performance_window`) is a whole
+    number of its buckets, at most :data:`MAX_BUCKETS`; a problem is reported at
+    ``bucket`` when the spec gives it, else at ``window``."""
+    window, width = performance_window(length, bucket, value.window, value.bucket)
+    given = value.bucket is not None
+    named = f"bucket {format_duration(width)}"
+    if not given:
+        named = (
+            f"its default bucket {format_duration(width)} (window.bucket)"
+            if value.window is None or width == bucket
+            else f"its default bucket {format_duration(width)} (performance.window / "
+            f"{PERFORMANCE_BUCKETS}, in whole seconds)"
+        )
+    what = f"the performance window {format_duration(window)}"
+    if value.window is None:
+        what += " (window.length)"
+    message = None
+    if window < width:
+        message = f"{what} is shorter than {named}"
+    elif window % width:
+        message = f"{what} must be a whole multiple of {named}"
+    elif window / width > MAX_BUCKETS:
+        message = (
+            f"{what} / {named} gives {int(window // width)} buckets; at most {MAX_BUCKETS}: "
+            "use a longer bucket"
+        )
+    if message is not None:
+        if not given:
+            message += "; set performance.bucket"
+        problems = Problems()
+        problems.add(("bucket",) if given else ("window",), message)
+        problems.raise_if_any(value)
 
 
 def segments(names: Sequence[Any], features: Sequence[FeatureDocument]) -> None:

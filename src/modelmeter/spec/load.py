@@ -170,4 +170,6 @@ def to_spec(doc: SpecDocument) -> ModelSpec:
         multivariate_z=settings.z,
         segments=tuple(doc.segments or ()),
         thresholds=MappingProxyType(thresholds.model_dump()),
+        performance_window=doc.performance.window if doc.performance else None,
+        performance_bucket=doc.performance.bucket if doc.performance else None,
     )

@@ -14,6 +14,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from modelmeter.spec.checks import performance_window
 from modelmeter.spec.fields import Kind, Task
 from modelmeter.spec.schema import DEFAULT_THRESHOLDS
 from modelmeter.units import format_duration
@@ -90,11 +91,25 @@ class ModelSpec:
     spec's values over the defaults. ``base_dir`` is where a relative reference path is
     resolved (the spec file's folder); it is not part of the spec's value.
 
+    ``performance_window`` and ``performance_bucket`` are the spec's ``performance.window``
+    and ``performance.bucket`` (None: the default, see
+    :func:`~modelmeter.spec.checks.performance_window`); both are None when the performance
+    window is the window itself, so that such a spec has one form (and one ``to_dict``).
+    :attr:`performance_window_seconds` and :attr:`performance_bucket_seconds` are the values
+    in use.
+
     >>> import json
     >>> from modelmeter.spec import load_spec
     >>> spec = ModelSpec(task="regression", features=(Feature("x", "numeric"),))
     >>> load_spec(json.dumps(spec.to_dict())) == spec
     True
+    >>> spec.performance_window_seconds, spec.performance_bucket_seconds, spec.performance_window
+    (300.0, 10.0, None)
+    >>> daily = ModelSpec(task="regression", features=spec.features, performance_window=86400.0)
+    >>> daily.performance_window_seconds, daily.performance_bucket_seconds
+    (86400.0, 1800.0)
+    >>> daily.to_dict()["performance"], load_spec(daily.to_dict()) == daily
+    ({'window': '1d', 'bucket': '30m'}, True)
     """
 
     task: Task
@@ -115,6 +130,30 @@ class ModelSpec:
     segments: tuple[str, ...] = ()
     thresholds: Mapping[str, float] = field(default_factory=_default_thresholds)
     base_dir: Path | None = field(default=None, compare=False, repr=False)
+    #: ``performance.window`` / ``performance.bucket``: None, or both set (see above)
+    performance_window: float | None = None
+    performance_bucket: float | None = None
+
+    def __post_init__(self) -> None:
+        window, bucket = performance_window(
+            self.window_seconds,
+            self.bucket_seconds,
+            self.performance_window,
+            self.performance_bucket,
+        )
+        same = (window, bucket) == (self.window_seconds, self.bucket_seconds)
+        object.__setattr__(self, "performance_window", None if same else window)
+        object.__setattr__(self, "performance_bucket", None if same else bucket)
+
+    @property
+    def performance_window_seconds(self) -> float:
+        """Length of the performance window (realized performance) in seconds."""
+        return self.performance_window or float(self.window_seconds)
+
+    @property
+    def performance_bucket_seconds(self) -> float:
+        """Bucket of the performance window in seconds."""
+        return self.performance_bucket or float(self.bucket_seconds)
 
     @property
     def feature_names(self) -> tuple[str, ...]:
@@ -149,6 +188,8 @@ class ModelSpec:
             if self.multivariate
             else None,
             segments=self.segments,
+            performance_window_seconds=self.performance_window_seconds,
+            performance_bucket_seconds=self.performance_bucket_seconds,
         )
 
     def to_dict(self) -> dict[str, Any]:
@@ -164,6 +205,11 @@ class ModelSpec:
             "length": format_duration(self.window_seconds),
             "bucket": format_duration(self.bucket_seconds),
         }
+        if self.performance_window is not None and self.performance_bucket is not None:
+            out["performance"] = {
+                "window": format_duration(self.performance_window),
+                "bucket": format_duration(self.performance_bucket),
+            }
         out["min_samples"] = self.min_samples
         out["drift"] = {"bins": self.drift_bins, "fdr": self.drift_fdr}
         out["drift"]["multivariate"] = (

@@ -10,6 +10,10 @@ can be, all in one pass (:mod:`modelmeter.spec.checks`).
 >>> doc = SpecDocument.model_validate({"task": "regression", "features": [feature], "window": "1h"})
 >>> doc.features[0].type, doc.window.length if doc.window else None, doc.thresholds
 ('numeric', 3600.0, None)
+>>> daily = SpecDocument.model_validate({"task": "regression", "features": [feature],
+...                                      "performance": "2d"})
+>>> daily.performance
+PerformanceDocument(window=172800.0, bucket=None)
 """
 
 from __future__ import annotations
@@ -53,6 +57,7 @@ __all__ = [
     "DriftDocument",
     "FeatureDocument",
     "MultivariateDocument",
+    "PerformanceDocument",
     "ReferenceDocument",
     "SpecDocument",
     "Thresholds",
@@ -132,6 +137,32 @@ def _window_shorthand(value: Any) -> Any:
     """``window: 1h`` is ``window: {length: 1h}``."""
     if isinstance(value, str | int | float) and not isinstance(value, bool):
         return {"length": value}
+    return value
+
+
+class PerformanceDocument(_Document):
+    """The performance window: realized performance (accuracy, MAE...) is computed on the
+    labels received in it, counted by arrival. Longer than the window, it keeps figures
+    between the batches of a model labeled once a day; drift, quality, operations, estimated
+    performance and label coverage keep the window.
+
+    Both fields default: ``window`` to ``window.length``; ``bucket`` to ``window.bucket``
+    without ``window``, otherwise to the larger of ``window.bucket`` and ``window / 48``,
+    rounded up to whole seconds.
+    """
+
+    window: Duration | None = Field(default=None, description="default: window.length")
+    bucket: Duration | None = Field(
+        default=None,
+        description="default: window.bucket without performance.window, otherwise the larger "
+        "of window.bucket and performance.window / 48 (rounded up to whole seconds)",
+    )
+
+
+def _performance_shorthand(value: Any) -> Any:
+    """``performance: 2d`` is ``performance: {window: 2d}``."""
+    if isinstance(value, str | int | float) and not isinstance(value, bool):
+        return {"window": value}
     return value
 
 
@@ -231,6 +262,13 @@ class SpecDocument(_Document):
         WindowDocument | None,
         BeforeValidator(_window_shorthand, json_schema_input_type=WindowDocument | Duration | None),
     ] = None
+    performance: Annotated[
+        PerformanceDocument | None,
+        BeforeValidator(
+            _performance_shorthand,
+            json_schema_input_type=PerformanceDocument | Duration | None,
+        ),
+    ] = Field(default=None, description="the window of realized performance; default: window")
     min_samples: Annotated[int, Whole(1, 10**9)] = 100
     drift: DriftDocument | None = None
     thresholds: Thresholds | None = None
@@ -287,6 +325,16 @@ class SpecDocument(_Document):
     ) -> ReferenceDocument | None:
         if value is not None:
             checks.reference(value, info.data.get("task"), info.data.get("classes"))
+        return value
+
+    @field_validator("performance")
+    @classmethod
+    def _performance(
+        cls, value: PerformanceDocument | None, info: ValidationInfo
+    ) -> PerformanceDocument | None:
+        if value is not None and "window" in info.data:  # else the window is invalid
+            window = info.data["window"] or WindowDocument()
+            checks.performance(value, window.length, window.bucket)
         return value
 
     @field_validator("segments", mode="wrap")
