@@ -43,6 +43,7 @@ from modelmeter.exposition import (
     render,
     series_bound,
 )
+from modelmeter.metric_table import DRIFT_STATISTICS
 from modelmeter.spec import load_reference
 
 
@@ -232,9 +233,10 @@ def test_values_equal_the_snapshot(registry: ExpositionRegistry, scenario: Scena
     assert value("model_label_coverage_ratio", mv) == snap.label_coverage
     assert value("model_window_errors", mv) == snap.window_errors
     for feature, drift in snap.drift.items():
-        for statistic in ("psi", "jensen_shannon", "ks", "wasserstein", "chi2_pvalue"):
+        fields = ("psi", "jensen_shannon", "ks", "wasserstein", "chi2_pvalue")
+        for statistic, name in zip(DRIFT_STATISTICS, fields, strict=True):
             labels = {**mv, "feature": feature, "statistic": statistic}
-            assert value("model_feature_drift", labels) == getattr(drift, statistic)
+            assert value("model_feature_drift", labels) == getattr(drift, name)
         assert value("model_feature_drift_detected", {**mv, "feature": feature}) == drift.drifted
         for issue in ("missing", "out_of_range", "wrong_type"):
             labels = {**mv, "feature": feature, "issue": issue}
@@ -326,6 +328,8 @@ def test_nan_figures_are_omitted(registry: ExpositionRegistry, scenario: Scenari
     assert families == {
         "model_info",
         "model_positive_class_info",
+        "model_performance_window_labels",
+        "model_performance_window_outcomes",
         "model_reference_accuracy",
         "model_reference_precision",
         "model_reference_recall",
@@ -355,7 +359,7 @@ def test_nan_figures_are_omitted(registry: ExpositionRegistry, scenario: Scenari
     # the categorical output has no KS or Wasserstein: left out, not exported as a number
     snap = scenario.monitor.snapshot(NOW)
     assert math.isnan(snap.prediction_drift.ks)
-    assert 'model_prediction_drift{model="cancer",statistic="ks"' not in body
+    assert 'model_prediction_drift{model="cancer",statistic="ks_binned"' not in body
 
 
 def test_drift_below_min_samples_is_omitted(scenario: Scenario) -> None:

@@ -312,9 +312,10 @@ def test_segment_series_are_fixed_by_the_spec_and_within_the_bound(task: str) ->
         ("channel", "app"), ("channel", "web"), ("channel", "other"),
     }  # fmt: skip
     assert "evil" not in body and "zz" not in body
-    per_value = 11 if task == "binary" else 7
-    # every figure of the values with traffic; channel "other" had none: only its volume
-    assert len(segment_lines) == per_value * 5 + 2
+    per_value = 12 if task == "binary" else 8
+    # every figure of the values with traffic; channel "other" had none: only its volumes
+    # (window predictions and labels, performance-window labels)
+    assert len(segment_lines) == per_value * 5 + 3
     assert segment_values(spec) == 3 + 21  # channel: up to 20 reference values, plus other
     series = [line for line in body.splitlines() if line and not line.startswith("#")
               and 'model="m"' in line]  # fmt: skip

@@ -33,7 +33,7 @@ __all__ = [
     "series_bound",
 ]
 
-DRIFT_STATISTICS = ("psi", "jensen_shannon", "ks", "wasserstein", "chi2_pvalue")
+DRIFT_STATISTICS = ("psi", "jensen_shannon", "ks_binned", "wasserstein_binned", "chi2_pvalue")
 QUALITY_ISSUES = {
     "numeric": ("missing", "out_of_range", "wrong_type"),
     "categorical": ("missing", "unseen_category", "wrong_type"),
@@ -73,10 +73,28 @@ METRICS: tuple[MetricDef, ...] = (
     _g("modelmeter_models", (), "Registered models."),
     _g("model_info", (*_MV, "task"), "1 per monitored model version; task is the model task."),
     _g("model_positive_class_info", (*_MV, "class"), "1: the positive class of a binary model."),
-    _g("model_accuracy", _MV, "Realized accuracy over the labels received in the window."),
-    _g("model_precision", _MV, "Realized precision (binary: positive class; multiclass: macro)."),
-    _g("model_recall", _MV, "Realized recall (binary: positive class; multiclass: macro)."),
-    _g("model_f1_score", _MV, "Realized F1 score (binary: positive class; multiclass: macro)."),
+    _g(
+        "model_accuracy",
+        _MV,
+        "Realized accuracy over the labels received in the performance window.",
+    ),
+    _g(
+        "model_precision",
+        _MV,
+        "Realized precision in the performance window (binary: positive class; multiclass: "
+        "macro).",
+    ),
+    _g(
+        "model_recall",
+        _MV,
+        "Realized recall in the performance window (binary: positive class; multiclass: macro).",
+    ),
+    _g(
+        "model_f1_score",
+        _MV,
+        "Realized F1 score in the performance window (binary: positive class; multiclass: "
+        "macro).",
+    ),
     _g("model_class_precision", (*_MV, "class"), "Realized one-vs-rest precision per class."),
     _g("model_class_recall", (*_MV, "class"), "Realized one-vs-rest recall per class."),
     _g("model_class_f1_score", (*_MV, "class"), "Realized one-vs-rest F1 score per class."),
@@ -100,8 +118,16 @@ METRICS: tuple[MetricDef, ...] = (
         _MV,
         "F1 score on the spec's reference data (binary: positive class; multiclass: macro).",
     ),
-    _g("model_mean_absolute_error", _MV, "Realized mean absolute error in the window."),
-    _g("model_root_mean_squared_error", _MV, "Realized root mean squared error in the window."),
+    _g(
+        "model_mean_absolute_error",
+        _MV,
+        "Realized mean absolute error over the labels received in the performance window.",
+    ),
+    _g(
+        "model_root_mean_squared_error",
+        _MV,
+        "Realized root mean squared error over the labels received in the performance window.",
+    ),
     _g(
         "model_estimated_mean_absolute_error",
         _MV,
@@ -126,6 +152,24 @@ METRICS: tuple[MetricDef, ...] = (
     _g("model_window_labeled_predictions", _MV, "Labels received in the window."),
     _g("model_window_errors", _MV, "Prediction errors in the window."),
     _g("model_window_seconds", ("model",), "Length of the sliding window in seconds."),
+    _g(
+        "model_performance_window_seconds",
+        ("model",),
+        "Length of the performance window in seconds (spec performance.window): realized "
+        "figures count the labels that arrived in it.",
+    ),
+    _g(
+        "model_performance_window_labels",
+        _MV,
+        "Labels (of predictions with a value) received in the performance window: the sample "
+        "size of the realized figures, omitted below model_min_samples.",
+    ),
+    _g(
+        "model_performance_window_outcomes",
+        (*_MV, "class", "outcome"),
+        "One-vs-rest outcomes (tp, fp, fn) per class of the labels received in the performance "
+        "window; sums over collectors.",
+    ),
     _g("model_min_samples", ("model",), "Minimum sample size below which figures are omitted."),
     _g("model_label_coverage_ratio", _MV, "Labeled fraction of the window's predictions."),
     _g("model_pending_labels", ("model",), "Stored predictions waiting for a label."),
@@ -171,9 +215,9 @@ METRICS: tuple[MetricDef, ...] = (
     _g(
         "model_segment_accuracy",
         _SEG,
-        "Realized accuracy over the labels received in the window for the predictions of "
-        "one segment value (segment: a spec segments feature; value: one of its values or "
-        "other).",
+        "Realized accuracy over the labels received in the performance window for the "
+        "predictions of one segment value (segment: a spec segments feature; value: one of its "
+        "values or other).",
     ),
     _g("model_segment_precision", _SEG, "Realized precision of one segment value."),
     _g("model_segment_recall", _SEG, "Realized recall of one segment value."),
@@ -215,6 +259,12 @@ METRICS: tuple[MetricDef, ...] = (
         "model_segment_window_labeled_predictions",
         _SEG,
         "Labels received in the window for predictions with this segment value.",
+    ),
+    _g(
+        "model_segment_performance_window_labels",
+        _SEG,
+        "Labels received in the performance window for predictions with this segment value: "
+        "the sample size of its realized figures.",
     ),
     _g(
         "model_segment_label_coverage_ratio",
@@ -332,21 +382,22 @@ def series_bound(
 
     With ``k`` classes (0 for regression), ``F`` features, ``S`` drift statistics and ``B``
     drift bins in all (:func:`drift_bins`: of every feature and of the output), a version
-    exports at most ``k**2 + 9k + F*(S + 7) + S + B + c`` series (the confusion matrix,
-    per-class figures, realized and estimated outcomes, per-feature drift and quality, output
-    drift, bin counters) where ``c`` counts the fixed families and histogram buckets, plus 6
-    with multivariate drift (on and ``F >= 2``: error, lower and upper bound, flag, error sum
-    and rows), plus ``(8 + 3)`` (classification) or ``(4 + 3)`` (regression) per segment value
-    (:func:`segment_values`); each replica adds its CPU, memory and two dropped counters; the
-    model adds its gauges, thresholds, the ``B`` reference ratios, and its ingest, expiry and
-    retirement counters. ``max_categories`` is the collector's MODELMETER_MAX_CATEGORIES (the
-    most bins of a categorical feature without spec categories, ``other`` aside).
+    exports at most ``k**2 + 12k + F*(S + 7) + S + B + c`` series (the confusion matrix,
+    per-class figures, realized, estimated and performance-window outcomes, per-feature drift
+    and quality, output drift, bin counters) where ``c`` counts the fixed families and histogram
+    buckets, plus 6 with multivariate drift (on and ``F >= 2``: error, lower and upper bound,
+    flag, error sum and rows), plus ``(8 + 4)`` (classification) or ``(4 + 4)`` (regression) per
+    segment value (:func:`segment_values`); each replica adds its CPU, memory and two dropped
+    counters; the model adds its gauges, thresholds, the ``B`` reference ratios, and its ingest,
+    expiry and retirement counters. ``max_categories`` is the collector's
+    MODELMETER_MAX_CATEGORIES (the most bins of a categorical feature without spec categories,
+    ``other`` aside).
 
     >>> from modelmeter.spec import load_spec
     >>> spec = load_spec(b'{"task": "binary", "classes": [0, 1], "features": '
     ...                  b'[{"name": "x", "type": "numeric"}], "reference": {"path": "r.csv"}}')
     >>> series_bound(spec, versions=1, replicas=1)
-    165
+    173
     """
     k = len(spec.classes)
     n_features = len(spec.features)
@@ -359,6 +410,7 @@ def series_bound(
     else:
         per_version += 6  # realized, estimated and reference MAE and RMSE
     per_version += 4  # window predictions, labeled, errors; label coverage
+    per_version += 1 + 3 * k  # performance window labels; its outcomes per class
     per_version += n_features * (n_stats + 1) + n_stats + 1  # drift statistics and flags
     per_version += bins  # values per bin of every feature and of the output
     if spec.has_multivariate:
@@ -366,11 +418,11 @@ def series_bound(
         per_version += 2  # error sum, rows
     per_version += n_features * 3 * 2  # quality ratio and total, three issues per feature
     per_version += 3  # predictions, errors, unknown features
-    per_value = 8 + 3 if k else 4 + 3  # realized and estimated figures; volume, coverage
+    per_value = 8 + 4 if k else 4 + 4  # realized, estimated figures; volumes, coverage
     per_version += per_value * segment_values(spec)
     per_version += len(LATENCY_BOUNDS) + 3 + len(LABEL_DELAY_BOUNDS) + 3  # buckets, sum, count
     per_replica = 2 + len(INGEST_KINDS)  # CPU, memory, dropped per kind
-    per_model = 5 + len(DEFAULT_THRESHOLDS)  # window, min_samples, pending, waiting, last
+    per_model = 6 + len(DEFAULT_THRESHOLDS)  # windows, min_samples, pending, waiting, last
     per_model += bins  # reference ratios
     per_model += len(INGEST_KINDS) * (len(INGEST_OUTCOMES) + len(EXPIRY_REASONS))
     per_model += len(RETIREMENT_REASONS)

@@ -144,7 +144,7 @@ class CollectorState:
 
     ``models`` in the order they should appear; ``ingest`` counts ingested events,
     ``(model, kind, outcome) -> count`` with kind in :data:`INGEST_KINDS` and outcome in
-    :data:`INGEST_OUTCOMES` (cumulative since the collector's store began).
+    :data:`INGEST_OUTCOMES` (since the collector process started: a restart resets them).
 
     The service's hub fills it under its lock (``Hub.state``), once per scrape.
     """
@@ -231,6 +231,9 @@ def _add_model(f: Samples, model: ModelState) -> None:
     if _needs_escape(name) or any(_needs_escape(c) for c in spec.classes):
         f.plain = False  # features, versions and replicas are validated names
     f["model_window_seconds"].append(((name,), float(spec.window_seconds)))
+    f["model_performance_window_seconds"].append(
+        ((name,), float(spec.performance_window_seconds))
+    )
     f["model_min_samples"].append(((name,), float(spec.min_samples)))
     f["model_pending_labels"].append(((name,), float(model.pending_labels)))
     f["model_waiting_labels"].append(((name,), float(model.waiting_labels)))
@@ -265,6 +268,11 @@ def _add_version(f: Samples, spec: ModelSpec, mv: Labels, snap: Snapshot) -> Non
     f["model_window_predictions"].append((mv, float(snap.window_predictions)))
     f["model_window_labeled_predictions"].append((mv, float(snap.window_labeled)))
     f["model_window_errors"].append((mv, float(snap.window_errors)))
+    f["model_performance_window_labels"].append((mv, float(snap.performance_labels)))
+    if spec.classes:
+        performance = f["model_performance_window_outcomes"]
+        for labels, count in _outcomes(mv, spec.classes, snap.performance_confusion):
+            performance.append((labels, count))
     if _finite(snap.label_coverage):
         f["model_label_coverage_ratio"].append((mv, snap.label_coverage))
     if snap.realized is not None:
@@ -337,6 +345,9 @@ def _add_segments(f: Samples, spec: ModelSpec, mv: Labels, snap: Snapshot) -> No
             labels = (*mv, segment, value)
             f["model_segment_window_predictions"].append((labels, float(figures.predictions)))
             f["model_segment_window_labeled_predictions"].append((labels, float(figures.labeled)))
+            f["model_segment_performance_window_labels"].append(
+                (labels, float(figures.performance_labels))
+            )
             if _finite(figures.label_coverage):
                 f["model_segment_label_coverage_ratio"].append((labels, figures.label_coverage))
             _add_figures(f, "model_segment_", labels, figures.realized)
@@ -411,20 +422,11 @@ def _add_counters(f: Samples, spec: ModelSpec, mv: Labels, snap: Snapshot) -> No
         return
     confusion = snap.confusion_total
     labeled = f["model_labeled_predictions_total"]
-    predicted_sums = dict.fromkeys(spec.classes, 0)
-    actual_sums = dict.fromkeys(spec.classes, 0)
     for predicted in spec.classes:
         for actual in spec.classes:
             count = confusion.get((predicted, actual), 0)
-            predicted_sums[predicted] += count
-            actual_sums[actual] += count
             labeled.append(((*mv, predicted, actual), float(count)))
-    outcomes = f["model_classification_outcomes_total"]
-    for cls in spec.classes:
-        tp = confusion.get((cls, cls), 0)
-        outcomes.append(((*mv, cls, "tp"), float(tp)))
-        outcomes.append(((*mv, cls, "fp"), float(predicted_sums[cls] - tp)))
-        outcomes.append(((*mv, cls, "fn"), float(actual_sums[cls] - tp)))
+    f["model_classification_outcomes_total"].extend(_outcomes(mv, spec.classes, confusion))
     expected = snap.expected_total
     if expected:  # scores in the reference: the expected confusion E[predicted, actual]
         estimated = f["model_estimated_outcomes_total"]
@@ -435,6 +437,20 @@ def _add_counters(f: Samples, spec: ModelSpec, mv: Labels, snap: Snapshot) -> No
             estimated.append(((*mv, cls, "tp"), tp_value))
             estimated.append(((*mv, cls, "fp"), fp))
             estimated.append(((*mv, cls, "fn"), fn))
+
+
+def _outcomes(
+    mv: Labels, classes: Sequence[str], confusion: Mapping[tuple[str, str], float]
+) -> list[tuple[Labels, float]]:
+    """One-vs-rest ``(class, tp | fp | fn)`` samples of a (predicted, actual) -> count matrix."""
+    out: list[tuple[Labels, float]] = []
+    for cls in classes:
+        tp = confusion.get((cls, cls), 0)
+        fp = sum(confusion.get((cls, a), 0) for a in classes if a != cls)
+        fn = sum(confusion.get((p, cls), 0) for p in classes if p != cls)
+        out.extend((((*mv, cls, "tp"), float(tp)), ((*mv, cls, "fp"), float(fp))))
+        out.append(((*mv, cls, "fn"), float(fn)))
+    return out
 
 
 def _add_bins(f: Samples, spec: ModelSpec, mv: Labels, snap: Snapshot) -> None:

@@ -131,6 +131,15 @@ def _summary(spec: ModelSpec, source: str | None, rows: int | None) -> str:
             f"{format_duration(spec.bucket_seconds)}; min_samples {spec.min_samples}",
         )
     )
+    performance = int(spec.performance_window_seconds // spec.performance_bucket_seconds)
+    lines.append(
+        (
+            "performance",
+            f"{format_duration(spec.performance_window_seconds)} in {performance} buckets of "
+            f"{format_duration(spec.performance_bucket_seconds)} (realized figures, by label "
+            "arrival)",
+        )
+    )
     changed = {k: v for k, v in spec.thresholds.items() if v != DEFAULT_THRESHOLDS[k]}
     lines.append(
         ("thresholds", ", ".join(f"{k}={v:g}" for k, v in changed.items()) or "the defaults")

@@ -230,7 +230,7 @@ class Hub(Ingestion, Housekeeping):
                 f"{exc.required * versions:,} bytes at {versions} live versions "
                 f"(MODELMETER_MAX_VERSIONS), above MODELMETER_MAX_MODEL_STATE_BYTES "
                 f"({settings.max_model_state_bytes:,}); use fewer features, categories or "
-                "drift bins, a larger window.bucket, or raise the limit",
+                "drift bins, a larger window.bucket or performance.bucket, or raise the limit",
             ) from None
         except ValueError as exc:
             raise IngestError(

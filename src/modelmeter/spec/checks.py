@@ -150,8 +150,9 @@ def performance_window(
     (``given_window`` / ``given_bucket``, None: not given).
 
     The window defaults to the window's length; the bucket to the window's bucket when
-    ``performance.window`` is not given, otherwise to the larger of the window's bucket and
-    ``performance.window / 48``, rounded up to a whole second.
+    ``performance.window`` is not given, otherwise to the smallest whole number of seconds that
+    divides ``performance.window`` and is at least the larger of the window's bucket and
+    ``performance.window / 48`` (so the default always fits: ``10m`` gets buckets of 15 s).
 
     >>> performance_window(300.0, 10.0, None, None)
     (300.0, 10.0)
@@ -159,12 +160,31 @@ def performance_window(
     (172800.0, 3600.0)
     >>> performance_window(300.0, 10.0, 3600.0, None), performance_window(300.0, 10.0, None, 60.0)
     ((3600.0, 75.0), (300.0, 60.0))
+    >>> performance_window(300.0, 10.0, 600.0, None)  # 600 / 48 = 12.5: 15 s divides 10m
+    (600.0, 15.0)
     """
     if given_window is None:
         return float(length), float(bucket if given_bucket is None else given_bucket)
     if given_bucket is None:
-        given_bucket = max(float(bucket), float(math.ceil(given_window / PERFORMANCE_BUCKETS)))
+        least = max(float(bucket), float(math.ceil(given_window / PERFORMANCE_BUCKETS)))
+        given_bucket = _divisor_at_least(given_window, least)
     return float(given_window), float(given_bucket)
+
+
+def _divisor_at_least(window: float, least: float) -> float:
+    """The smallest whole-second divisor of ``window`` that is at least ``least`` (``least``
+    itself when ``window`` is not whole seconds or ``least`` is above it)."""
+    if window != int(window) or least >= window:
+        return least
+    whole = int(window)
+    found = whole
+    for small in range(1, math.isqrt(whole) + 1):  # divisors in pairs: small and whole // small
+        if whole % small == 0:
+            if small >= least:
+                return float(min(found, small))
+            if whole // small >= least:
+                found = min(found, whole // small)
+    return float(found)
 
 
 def performance(value: PerformanceDocument, length: float, bucket: float) -> None:
