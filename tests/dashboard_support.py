@@ -184,13 +184,10 @@ def prometheus_for(tmp: Path, target: str, with_rules: bool = True) -> ManagedPr
 
 
 @contextmanager
-def dashboard_server(prom_url: str, refresh_seconds: float = 1.0) -> Iterator[str]:
-    """The real dashboard app served by werkzeug on a free loopback port; yields its URL."""
+def serve_app(app: Any) -> Iterator[str]:
+    """A Dash app served by werkzeug on a free loopback port; yields its URL."""
     from werkzeug.serving import make_server
 
-    from modelmeter.dashboard import create_app
-
-    app = create_app(prom_url, refresh_seconds=refresh_seconds)
     port = free_port()
     server = make_server("127.0.0.1", port, app.server, threaded=True)
     thread = threading.Thread(target=server.serve_forever, daemon=True)
@@ -200,6 +197,44 @@ def dashboard_server(prom_url: str, refresh_seconds: float = 1.0) -> Iterator[st
     finally:
         server.shutdown()
         thread.join(timeout=10)
+
+
+@contextmanager
+def dashboard_server(
+    prom_url: str, refresh_seconds: float = 1.0, glossary: list[Path] | None = None
+) -> Iterator[str]:
+    """The real dashboard app served by werkzeug on a free loopback port; yields its URL.
+    ``glossary``: where the app reads the glossary (default: docs/metrics.md)."""
+    from modelmeter.dashboard import create_app
+
+    app = create_app(prom_url, refresh_seconds=refresh_seconds, glossary=glossary)
+    with serve_app(app) as url:
+        yield url
+
+
+GLOSSARY = DEPLOY.parent / "docs" / "metrics.md"
+PLACEHOLDER_FAMILIES = (
+    "model_accuracy",
+    "model_precision",
+    "model_recall",
+    "model_f1_score",
+    "model:accuracy:ratio_rate5m",
+    "model_feature_drift",
+)
+
+
+def glossary_for_tests(tmp: Path) -> list[Path]:
+    """docs/metrics.md when the checkout has it, else a minimal placeholder in ``tmp`` with
+    the same anchor convention (``<a id="model_accuracy"></a>``; colons become hyphens)."""
+    if GLOSSARY.is_file():
+        return [GLOSSARY]
+    sections = []
+    for family in PLACEHOLDER_FAMILIES:
+        anchor = family.replace(":", "-")
+        sections.append(f'<a id="{anchor}"></a>\n\n## `{family}`\n\nPlaceholder entry.\n')
+    path = tmp / "metrics.md"
+    path.write_text("# Metric glossary (test placeholder)\n\n" + "\n".join(sections))
+    return [path]
 
 
 def collector(tmp: Path) -> ManagedProcess:

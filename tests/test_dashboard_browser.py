@@ -119,8 +119,13 @@ def _expect_cards(page: Any, snapshot: dict[str, Any]) -> None:
         # The change is against the model's figure on its spec's reference data.
         change = realized - snapshot["reference"][key]
         expect(page.locator(f"#card-{metric}-change")).to_have_text(f"{change:+.3f} vs reference")
-    expect(page.locator("#card-accuracy-samples")).to_contain_text(
-        f"{snapshot['window_labeled']:,} labeled"
+    # which source the card shows, and the labels behind it (no errored predictions here:
+    # the performance window's labels are the window's)
+    expect(page.locator("#card-accuracy-source")).to_have_text(
+        f"collector · performance window 5m · n = {snapshot['window_labeled']:,} labels"
+    )
+    expect(page.locator("#card-accuracy a.card-title")).to_have_attribute(
+        "href", "/glossary#model_accuracy"
     )
 
 

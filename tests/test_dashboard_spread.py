@@ -150,7 +150,7 @@ def test_a_model_spread_over_two_collectors_shows_the_merged_figures(tmp_path: P
     # The drift table is one row per feature from the merged rules (PSI, Jensen-Shannon).
     drift = {d["feature"]: d for d in view["drift"]}
     assert set(drift) == {"x1", "x2", "x3", "station"}
-    assert all(d["psi"] is not None and d["ks"] is None for d in drift.values())
+    assert all(d["psi"] is not None and d["ks_binned"] is None for d in drift.values())
     assert cards["accuracy"]["estimated"] is not None
     # the page says so: the accuracy card's sample line names the merge
     from modelmeter.dashboard.panels import render_view

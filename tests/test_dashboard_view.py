@@ -243,7 +243,15 @@ def _spread_raw(instances: int) -> RawRefresh:
             ({"__name__": "model_window_predictions", **at}, 40.0 + i),
             ({"__name__": "model_window_labeled_predictions", **at}, 20.0),
             ({"__name__": "model_feature_drift", **at, "feature": "x1", "statistic": "psi"}, 0.9),
-            ({"__name__": "model_feature_drift", **at, "feature": "x1", "statistic": "ks"}, 0.2),
+            (
+                {
+                    "__name__": "model_feature_drift",
+                    **at,
+                    "feature": "x1",
+                    "statistic": "ks_binned",
+                },
+                0.2,
+            ),
             ({"__name__": "model_feature_drift_detected", **at, "feature": "x1"}, 1.0),
             ({"__name__": "model_multivariate_drift", **at, "method": "pca"}, 9.0),
         ]
@@ -290,7 +298,7 @@ def test_a_spread_model_shows_the_merged_figures_not_a_share() -> None:
     assert view["window"]["predictions"] == 81.0 and view["window"]["labeled"] == 40.0
     assert view["labels"]["coverage"] == pytest.approx(40 / 81)
     (row,) = view["drift"]
-    assert (row["psi"], row["jensen_shannon"], row["ks"], row["detected"]) == (
+    assert (row["psi"], row["jensen_shannon"], row["ks_binned"], row["detected"]) == (
         0.1,
         0.05,
         None,
@@ -307,4 +315,4 @@ def test_a_model_on_one_collector_keeps_its_collector_gauges() -> None:
     assert view["collectors"] == 1 and view["merged"] is False and view["merged_note"] is None
     card = {c["metric"]: c for c in view["cards"]}
     assert card["accuracy"]["realized"] == 0.5 and card["accuracy"]["source"] == "collector"
-    assert view["drift"][0]["psi"] == 0.9 and view["drift"][0]["ks"] == 0.2
+    assert view["drift"][0]["psi"] == 0.9 and view["drift"][0]["ks_binned"] == 0.2

@@ -6,6 +6,9 @@ of the same selection share one fetch. When Prometheus cannot be reached the pag
 it shows (``no_update``) and raises the "Disconnected from Prometheus" banner, which goes away
 by itself on the next successful refresh.
 
+The same page serves the metric glossary at ``/glossary`` (docs/metrics.md, see
+:mod:`.glossary`); there the refresh queries nothing.
+
 >>> app = create_app("http://127.0.0.1:9090", refresh_seconds=2.0)
 >>> app.title
 'modelmeter'
@@ -17,7 +20,7 @@ import base64
 import hmac
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -26,6 +29,7 @@ from dash import Input, Output, State, no_update
 from dash.exceptions import PreventUpdate
 from flask import Response, request
 
+from modelmeter.dashboard.glossary import glossary_children, is_glossary
 from modelmeter.dashboard.layout import GRAPHS, IDS, build_layout
 from modelmeter.dashboard.panels import render_view, segment_options, segment_table
 from modelmeter.dashboard.queries import PromClient, PromUnavailable, Selection, fetch_refresh
@@ -34,6 +38,28 @@ from modelmeter.dashboard.view import build_view
 __all__ = ["Fetcher", "create_app"]
 
 ASSETS = Path(__file__).parent / "assets"
+
+# Scroll to the glossary entry the URL names once every section's markdown is rendered: the
+# text arrives from a callback (and dcc.Markdown loads lazily), after the browser's own scroll
+# to the fragment, and the sections above the target change height as they render.
+_SCROLL_TO_ANCHOR = """
+function(children) {
+    const id = decodeURIComponent((window.location.hash || "").slice(1));
+    if (!id || !children) { return window.dash_clientside.no_update; }
+    let tries = 0;
+    const go = function () {
+        const root = document.getElementById("glossary-content");
+        const total = root ? root.querySelectorAll(".glossary-section").length : 0;
+        const done = root ? root.querySelectorAll(".glossary-section .glossary-text").length : 0;
+        const target = document.getElementById(id);
+        if (target && total > 0 && done >= total) { target.scrollIntoView(); return; }
+        if (tries++ < 200) { setTimeout(go, 50); }
+        else if (target) { target.scrollIntoView(); }
+    };
+    go();
+    return id;
+}
+"""
 
 
 class Fetcher:
@@ -112,6 +138,7 @@ def create_app(
     timeout: float = 1.5,
     basic_auth: tuple[str, str] | None = None,
     prom_auth: tuple[str, str] | None = None,
+    glossary: Sequence[Path] | None = None,
 ) -> dash.Dash:
     """Build the dashboard.
 
@@ -122,6 +149,8 @@ def create_app(
     timeout: seconds per Prometheus call.
     basic_auth: ``(user, password)`` required from browsers, or ``None`` for an open dashboard.
     prom_auth: ``(user, password)`` sent to Prometheus, if it needs them.
+    glossary: where to read the glossary markdown (first readable path), instead of
+        docs/metrics.md in the checkout or the installed copy.
     """
     if refresh_seconds <= 0:
         raise ValueError(f"refresh_seconds must be > 0, got {refresh_seconds}")
@@ -153,6 +182,7 @@ def create_app(
         Input(IDS["range"], "value"),
         State(IDS["model"], "options"),
         State(IDS["version"], "options"),
+        State(IDS["url"], "pathname"),
         running=[(Output(IDS["tick"], "disabled"), True, False)],
     )
     def refresh(
@@ -162,7 +192,10 @@ def create_app(
         range_key: str | None,
         model_options: list[dict[str, str]] | None,
         version_options: list[dict[str, str]] | None,
+        pathname: str | None,
     ) -> tuple[Any, ...]:
+        if is_glossary(pathname):
+            raise PreventUpdate  # the glossary page shows no figures: no Prometheus calls
         sel = Selection(model, version, range_key or "15m")
         try:
             view = fetcher.fetch(sel)
@@ -202,6 +235,24 @@ def create_app(
             chosen if chosen != segment else no_update,
             segment_table(view, chosen),
         )
+
+    @app.callback(
+        Output(IDS["glossary_content"], "children"),
+        Output(IDS["glossary"], "hidden"),
+        Output(IDS["dashboard"], "hidden"),
+        Input(IDS["url"], "pathname"),
+    )
+    def route(pathname: str | None) -> tuple[Any, ...]:
+        """``/glossary`` shows the glossary (read on each visit), any other path the dashboard."""
+        if is_glossary(pathname):
+            return glossary_children(glossary), False, True
+        return no_update, True, False
+
+    app.clientside_callback(  # type: ignore[no-untyped-call]
+        _SCROLL_TO_ANCHOR,
+        Output(IDS["glossary_scroll"], "data"),
+        Input(IDS["glossary_content"], "children"),
+    )
 
     graph_outputs = [Output(g, "figure") for g in GRAPHS]
     panel_keys = ("cards", "alerts", "ops", "drift_table", "quality", "labels", "resources")

@@ -6,11 +6,26 @@ A missing value is always drawn as an em dash, never as 0.
 ('0.912', '—', '+0.031', '4.2 ms', '12.3/s')
 >>> bytes_(786432000), percent(0.853), count(12345.0), ago(100.0, 40.0)
 ('750 MiB', '85.3 %', '12,345', '1 min ago')
+>>> duration(172800), duration(300), duration(None)
+('2d', '5m', '—')
 """
 
 from __future__ import annotations
 
-__all__ = ["DASH", "ago", "bytes_", "count", "delta", "percent", "rate", "ratio", "seconds"]
+from modelmeter.units import format_duration
+
+__all__ = [
+    "DASH",
+    "ago",
+    "bytes_",
+    "count",
+    "delta",
+    "duration",
+    "percent",
+    "rate",
+    "ratio",
+    "seconds",
+]
 
 DASH = "—"
 
@@ -53,6 +68,11 @@ def seconds(value: float | None) -> str:
     if value < 7200:
         return f"{value / 60:.1f} min"
     return f"{value / 3600:.1f} h"
+
+
+def duration(value: float | None) -> str:
+    """A window length as the spec writes it (``5m``, ``2d``, ``1h30m``)."""
+    return DASH if value is None else format_duration(value)
 
 
 def bytes_(value: float | None) -> str:

@@ -1,7 +1,9 @@
 """The page skeleton: header with the selectors, the banner, and empty panels to fill.
 
 The layout is static; callbacks fill it from the view in the ``dcc.Store``. Component ids are
-module constants so the app, the tests and the benchmark name the same things.
+module constants so the app, the tests and the benchmark name the same things. The same page
+serves ``/glossary`` (the metric glossary, :mod:`.glossary`): a callback on the URL shows it
+instead of the dashboard.
 
 >>> page = build_layout(refresh_seconds=2.0)
 >>> page.id
@@ -19,6 +21,11 @@ from modelmeter.dashboard.queries import RANGES
 __all__ = ["GRAPHS", "IDS", "build_layout"]
 
 IDS = {
+    "url": "url",
+    "dashboard": "dashboard-page",
+    "glossary": "glossary-page",
+    "glossary_content": "glossary-content",
+    "glossary_scroll": "glossary-scroll",
     "tick": "tick",
     "store": "view-store",
     "model": "model-select",
@@ -94,6 +101,28 @@ def _header() -> html.Header:
     )
 
 
+def _glossary_page() -> html.Div:
+    """The glossary page (hidden on the dashboard): its own header and the rendered file."""
+    return html.Div(
+        [
+            html.Header(
+                [
+                    html.Div(
+                        [html.Span("◉", className="logo-dot"), html.H1("modelmeter glossary")],
+                        className="brand",
+                    ),
+                    html.A("← dashboard", href="/", className="glossary-back"),
+                ],
+                className="glossary-header",
+            ),
+            html.Div(id=IDS["glossary_content"], className="glossary"),
+            dcc.Store(id=IDS["glossary_scroll"]),
+        ],
+        id=IDS["glossary"],
+        hidden=True,
+    )
+
+
 def build_layout(refresh_seconds: float) -> html.Div:
     """The whole page; ``refresh_seconds`` sets the interval of the data refresh."""
     main = html.Main(
@@ -146,10 +175,8 @@ def build_layout(refresh_seconds: float) -> html.Div:
         id=IDS["main"],
         className="grid",
     )
-    return html.Div(
+    dashboard = html.Div(
         [
-            dcc.Interval(id=IDS["tick"], interval=int(refresh_seconds * 1000), n_intervals=0),
-            dcc.Store(id=IDS["store"]),
             _header(),
             html.Div(
                 "Disconnected from Prometheus — showing the last data received; "
@@ -161,6 +188,16 @@ def build_layout(refresh_seconds: float) -> html.Div:
             ),
             html.Div(id=IDS["empty"], className="empty-state", hidden=True),
             main,
+        ],
+        id=IDS["dashboard"],
+    )
+    return html.Div(
+        [
+            dcc.Location(id=IDS["url"], refresh=False),
+            dcc.Interval(id=IDS["tick"], interval=int(refresh_seconds * 1000), n_intervals=0),
+            dcc.Store(id=IDS["store"]),
+            dashboard,
+            _glossary_page(),
         ],
         id="page",
         className="page",

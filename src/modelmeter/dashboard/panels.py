@@ -17,7 +17,9 @@ from typing import Any
 from dash import html
 
 from modelmeter.dashboard import format as fmt
+from modelmeter.dashboard.glossary import link
 from modelmeter.dashboard.graphs import graphs
+from modelmeter.dashboard.guards import sample_note
 from modelmeter.dashboard.tables import (
     drift_status,
     drift_table,
@@ -42,59 +44,74 @@ NO_MODEL = (
 
 
 def _card(card: Mapping[str, Any], view: Mapping[str, Any]) -> html.Div:
+    """One figure: its value (coloured against the thresholds only when its sample reaches
+    ``min_samples``, else greyed with "n = 37 < 100"), the estimate, the line saying which
+    source it shows, and the change against the reference. The title links to the glossary."""
     metric = card["metric"]
     thresholds = view.get("thresholds") or {}
-    level = "none"
-    if metric == "accuracy":
+    guarded = bool(card.get("guarded"))
+    level = "none"  # below min_samples (guarded): no ok/warning/critical, whatever the value
+    if not guarded and metric == "accuracy":
         level = level_of(
             card["realized"],
             thresholds.get("accuracy_warning"),
             thresholds.get("accuracy_critical"),
             lower_is_bad=True,
         )
-    elif card["realized"] is not None:
+    elif not guarded and card["realized"] is not None:
         level = "ok"
     change, against, why = _change(card, view)
-    if card["realized"] is None:
-        min_samples = fmt.count(view.get("min_samples"))
-        hint = f"waiting for ≥ {min_samples} labeled predictions in the window"
-    else:
-        hint = f"{fmt.count(card['labeled'])} labeled in window"
-    if view.get("merged") and card.get("source"):  # a model spread over several collectors
-        hint = f"{hint} · {card['source']}"
     regression = metric in dict(REGRESSION_METRICS)  # errors: lower is better
-    predictions = html.Span(f"{fmt.count(card['predictions'])} predictions")
-    return html.Div(
-        [
-            html.Div(card["label"], className="card-title"),
-            html.Div(
-                fmt.ratio(card["realized"]), className="card-value", id=f"card-{metric}-realized"
+    estimated_guarded = bool(card.get("estimated_guarded"))
+    estimated: list[Any] = [  # the estimate before labels: calibrated scores, or the DLE model
+        html.Span("estimated "),
+        html.Strong(
+            fmt.ratio(card["estimated"]),
+            id=f"card-{metric}-estimated",
+            className="figure-guarded" if estimated_guarded else None,
+        ),
+    ]
+    if estimated_guarded:
+        estimated.append(html.Span(f" ({card.get('estimated_note')})", className="card-muted"))
+    estimated += [html.Span(" · "), html.Span(f"{fmt.count(card['predictions'])} predictions")]
+    source: Any = card.get("source_text") or ""
+    if card.get("rule"):  # the recording rule's own glossary entry
+        source = link(source, card["rule"], "glossary-link card-muted")
+    children: list[Any] = [
+        link(card["label"], card.get("family") or f"model_{metric}", "card-title glossary-link"),
+        html.Div(
+            fmt.ratio(card["realized"]),
+            className="card-value card-value-guarded" if guarded else "card-value",
+            id=f"card-{metric}-realized",
+            title=(
+                "Below min_samples: not compared with the thresholds (too few labels)."
+                if guarded
+                else None
             ),
-            html.Div(
-                [  # the estimate before labels: calibrated scores, or the DLE loss model
-                    html.Span("estimated "),
-                    html.Strong(fmt.ratio(card["estimated"]), id=f"card-{metric}-estimated"),
-                    html.Span(" · "),
-                    predictions,
-                ],
-                className="card-line",
-            ),
-            html.Div(hint, className="card-line card-muted", id=f"card-{metric}-samples"),
-            html.Div(
-                [
-                    html.Strong(
-                        fmt.delta(change), className=f"delta delta-{_better(change, regression)}"
-                    ),
-                    html.Span(f" vs {against}"),
-                ],
-                className="card-line",
-                title=why,
-                id=f"card-{metric}-change",
-            ),
-        ],
-        className=f"card card-{level}",
-        id=f"card-{metric}",
-    )
+        ),
+    ]
+    if guarded:
+        children.append(
+            html.Div(card.get("guard_text"), className="card-guard", id=f"card-{metric}-guard")
+        )
+    children += [
+        html.Div(estimated, className="card-line"),
+        html.Div(source, className="card-line card-muted card-source", id=f"card-{metric}-source"),
+        html.Div(
+            [
+                html.Strong(  # greyed too below min_samples: no better/worse colour
+                    fmt.delta(change),
+                    className=f"delta delta-{'flat' if guarded else _better(change, regression)}",
+                ),
+                html.Span(f" vs {against}"),
+            ],
+            className="card-line",
+            title=why,
+            id=f"card-{metric}-change",
+        ),
+    ]
+    classes = f"card card-{level}" + (" card-guarded" if guarded else "")
+    return html.Div(children, className=classes, id=f"card-{metric}")
 
 
 def _change(card: Mapping[str, Any], view: Mapping[str, Any]) -> tuple[float | None, str, str]:
@@ -212,11 +229,23 @@ def _ops(view: Mapping[str, Any]) -> list[Any]:
         stat_tile(
             "p95",
             fmt.seconds(ops.get("latency_p95")),
-            level_of(ops.get("latency_p95"), th.get("latency_p95_seconds"), None),
+            "none"
+            if ops.get("latency_guarded")
+            else level_of(ops.get("latency_p95"), th.get("latency_p95_seconds"), None),
             "ops-p95",
+            note=_guard_note(ops.get("latency_p95"), ops, "latency", view),
         ),
         stat_tile("p99", fmt.seconds(ops.get("latency_p99")), stat_id="ops-p99"),
     ]
+
+
+def _guard_note(
+    value: float | None, figures: Mapping[str, Any], key: str, view: Mapping[str, Any]
+) -> str | None:
+    """ "n = 37 < 100" under a tile whose figure is below min_samples (so drawn uncoloured)."""
+    if value is None or not figures.get(f"{key}_guarded"):
+        return None
+    return sample_note(figures.get(f"{key}_samples"), view.get("min_samples"))
 
 
 def _labels(view: Mapping[str, Any]) -> list[Any]:
@@ -228,8 +257,11 @@ def _labels(view: Mapping[str, Any]) -> list[Any]:
                 stat_tile(
                     "label coverage",
                     fmt.percent(coverage),
-                    level_of(coverage, th.get("label_coverage"), None, lower_is_bad=True),
+                    "none"
+                    if labels.get("coverage_guarded")
+                    else level_of(coverage, th.get("label_coverage"), None, lower_is_bad=True),
                     "labels-coverage",
+                    note=_guard_note(coverage, labels, "coverage", view),
                 ),
                 stat_tile(
                     "pending labels", fmt.count(labels.get("pending")), stat_id="labels-pending"

@@ -219,6 +219,10 @@ def build_plan(sel: Selection, now: float) -> list[PromCall]:
     label_delay = f"sum by (le) (rate(model_label_delay_seconds_bucket{{{s}}}[5m]))"
     derived = {
         **_ops_parts(s, "1m"),
+        # latencies behind the percentiles: the p95 tile's sample guard (as HighPredictionLatency)
+        "latency_samples": (
+            f"sum({window_count(f'model_prediction_latency_seconds_count{{{s}}}', '1m')})"
+        ),
         "label_delay_p50": f"histogram_quantile(0.5, {label_delay})",
         "label_delay_p95": f"histogram_quantile(0.95, {label_delay})",
         **_collector_parts("1m"),

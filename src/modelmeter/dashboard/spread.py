@@ -2,8 +2,10 @@
 
 The collectors' window gauges describe each one's share of the model; the merged figures come
 from the recording rules of ``merged.yml`` (exact window counts summed over collectors) and from
-the realized outcome counts of the ``derived`` query, never from one share, nor a sum or maximum
-of the shares' ratios.
+realized outcome counts summed over collectors (the collectors' performance-window outcomes,
+``model_performance_window_outcomes``, else the 5-minute counts of the ``derived`` query), never
+from one share, nor a sum or maximum of the shares' ratios. Nothing guarded the sums: the view
+greys a merged figure unless its summed sample (:func:`outcome_labels`) reaches min_samples.
 """
 
 from __future__ import annotations
@@ -20,6 +22,7 @@ __all__ = [
     "merged_drift_index",
     "merged_or_sum",
     "merged_realized",
+    "outcome_labels",
     "sum_of",
 ]
 
@@ -93,6 +96,23 @@ def merged_realized(
             math.fsum(v for v in values if v is not None) / len(values) if values else None
         )
     return out
+
+
+def outcome_labels(outcomes: Iterable[tuple[dict[str, str], float | None]]) -> float | None:
+    """Labels behind one-vs-rest outcome counts: the sum over classes of tp + fn (each labeled
+    prediction is a tp or an fn of its label's class); ``None`` without any count.
+
+    >>> outcome_labels([({"class": "1", "outcome": "tp"}, 3.0),
+    ...                 ({"class": "1", "outcome": "fp"}, 1.0),
+    ...                 ({"class": "0", "outcome": "fn"}, 1.0)]), outcome_labels([])
+    (4.0, None)
+    """
+    values = [
+        value
+        for labels, value in outcomes
+        if value is not None and labels.get("outcome") in ("tp", "fn")
+    ]
+    return math.fsum(values) if values else None
 
 
 MERGED_DRIFT = {

@@ -1,7 +1,9 @@
 """Turn one refresh's Prometheus answers into the plain, JSON-able view the panels draw.
 
 The view goes into a ``dcc.Store``; the render callbacks read only the view. Values the
-collector did not export stay ``None`` (drawn as "—"), never 0.
+collector did not export stay ``None`` (drawn as "—"), never 0. Every figure drawn against a
+threshold carries its sample size and a ``guarded`` flag (see :mod:`.guards`): below
+``min_samples`` it is drawn greyed, never in a threshold colour.
 
 >>> v = build_view(RawRefresh(Selection(None, None), 0.0, [], {"alerts": {"alerts": []}}, {}, 2))
 >>> v["model"] is None, v["calls"]
@@ -15,16 +17,18 @@ from datetime import UTC, datetime
 from typing import Any
 
 from modelmeter.dashboard.answers import first, index, matrix, num, one, vector
+from modelmeter.dashboard.guards import below_min_samples, card_texts
 from modelmeter.dashboard.queries import MERGED_OUTCOMES, RawRefresh, Selection
 from modelmeter.dashboard.spread import (
     instances,
     merged_drift_index,
     merged_or_sum,
     merged_realized,
+    outcome_labels,
     sum_of,
 )
 
-__all__ = ["METRICS", "QUALITY_ISSUES", "build_view", "iso"]
+__all__ = ["DRIFT_STATISTICS", "METRICS", "QUALITY_ISSUES", "build_view", "iso"]
 
 METRICS: tuple[tuple[str, str], ...] = (
     ("accuracy", "Accuracy"),
@@ -44,8 +48,12 @@ def card_metrics(task: str | None) -> tuple[tuple[str, str], ...]:
 
 
 QUALITY_ISSUES = ("missing", "out_of_range", "unseen_category", "wrong_type")
-DRIFT_STATISTICS = ("psi", "jensen_shannon", "ks", "wasserstein", "chi2_pvalue")
+DRIFT_STATISTICS = ("psi", "jensen_shannon", "ks_binned", "wasserstein_binned", "chi2_pvalue")
+LEGACY_STATISTICS = {"ks": "ks_binned", "wasserstein": "wasserstein_binned"}
+"""Drift statistic label values of collectors from before the rename."""
 SEVERITY_ORDER = {"critical": 0, "warning": 1}
+RULE_WINDOWS = {"_rate5m": 300.0, "_rate1h": 3600.0}
+"""Window of a recording rule by the end of its name (the performance-window rules aside)."""
 
 
 def iso(ts: float) -> str:
@@ -57,56 +65,159 @@ def iso(ts: float) -> str:
     return datetime.fromtimestamp(ts, UTC).strftime("%Y-%m-%dT%H:%M:%S")
 
 
-def _rule(by_name: Mapping[str, list[Any]], metric: str) -> float | None:
-    """A recording-rule value ``model:<metric>:...`` when the rule exists, else ``None``."""
+def _rule(by_name: Mapping[str, list[Any]], metric: str) -> tuple[str, float] | None:
+    """(name, value) of a recording rule ``model:<metric>:...`` when one exists (the
+    5-minute rule first), else ``None``."""
     names = sorted(by_name, key=lambda n: (not n.endswith("_rate5m"), n))
     for name in names:
         if name.startswith(f"model:{metric}:"):
             value = one(by_name, name)
             if value is not None:
-                return value
+                return name, value
     return None
 
 
+def _samples(by_name: Mapping[str, list[Any]], labeled_5m: float | None) -> dict[str, Any]:
+    """The sample sizes and windows behind the cards' figures.
+
+    The realized figures' sample is the labels of the performance window
+    (``model_performance_window_labels``; a collector without a performance window of its own
+    exports the window's, ``model_window_labeled_predictions``). ``labeled_5m``, the labels of
+    the last 5 minutes (outcome counts of the derived query), is the 5-minute rules' sample.
+
+    >>> ctx = _samples({"model_window_labeled_predictions": [({}, 40.0)],
+    ...                 "model_window_seconds": [({}, 300.0)]}, 12.0)
+    >>> ctx["performance_labels"], ctx["performance_window"], ctx["rule_labels"]["_rate5m"]
+    (40.0, 300.0, 12.0)
+    """
+    labels = one(by_name, "model_performance_window_labels")
+    if labels is None:
+        labels = one(by_name, "model_window_labeled_predictions")
+    window = one(by_name, "model_performance_window_seconds")
+    if window is None:
+        window = one(by_name, "model_window_seconds")
+    summed = one(by_name, "model:performance_window_labels:sum")
+    return {
+        "min_samples": one(by_name, "model_min_samples"),
+        "performance_window": window,
+        "performance_labels": labels,
+        "rule_labels": {
+            "_rate5m": labeled_5m,
+            "_performance_window": labels if summed is None else summed,
+        },
+        "predictions": one(by_name, "model_window_predictions"),
+    }
+
+
+def _rule_window(name: str, ctx: Mapping[str, Any]) -> tuple[float | None, bool, float | None]:
+    """(window seconds, whether it is the performance window, labels behind it) of a rule."""
+    if name.endswith("_performance_window"):
+        return ctx["performance_window"], True, ctx["rule_labels"]["_performance_window"]
+    for suffix, seconds in RULE_WINDOWS.items():
+        if name.endswith(suffix):
+            return seconds, False, ctx["rule_labels"].get(suffix)
+    return None, False, None
+
+
 def _cards(
-    by_name: Mapping[str, list[Any]], perf: Mapping[str, Any], task: str | None
+    by_name: Mapping[str, list[Any]],
+    perf: Mapping[str, Any],
+    task: str | None,
+    ctx: Mapping[str, Any],
 ) -> list[dict[str, Any]]:
+    """One card per figure of the task: the collector's gauge, else a recording rule (which
+    has no sample guard of its own), each with the sample behind it (see :func:`_samples`)."""
     cards = []
     for metric, label in card_metrics(task):
         realized = one(by_name, f"model_{metric}")
-        source = "collector"
-        if realized is None:
-            realized = _rule(by_name, metric)
-            source = "recording rule" if realized is not None else "collector"
-        cards.append(
+        card: dict[str, Any] = {
+            "origin": "collector",
+            "source": "collector",
+            "rule": None,
+            "window_seconds": ctx["performance_window"],
+            "performance_window": True,
+            "samples": ctx["performance_labels"],
+            "trusted": True,
+        }
+        rule = _rule(by_name, metric) if realized is None else None
+        if rule is not None:
+            name, realized = rule
+            window, is_performance, samples = _rule_window(name, ctx)
+            card.update(
+                {
+                    "origin": "rule",
+                    "source": "recording rule",
+                    "rule": name,
+                    "window_seconds": window,
+                    "performance_window": is_performance,
+                    "samples": samples,
+                    "trusted": False,
+                }
+            )
+        card.update(
             {
                 "metric": metric,
                 "label": label,
+                "family": f"model_{metric}",
                 "realized": realized,
                 "estimated": one(by_name, f"model_estimated_{metric}"),
                 "reference": one(by_name, f"model_reference_{metric}"),
-                "labeled": one(by_name, "model_window_labeled_predictions"),
-                "predictions": one(by_name, "model_window_predictions"),
+                "labeled": ctx["performance_labels"],
+                "predictions": ctx["predictions"],
                 "start": first(perf.get(f"model_{metric}", {}).get("v", [])),
                 "start_estimated": first(perf.get(f"model_estimated_{metric}", {}).get("v", [])),
-                "source": source,
+                "min_samples": ctx["min_samples"],
+                "estimated_samples": ctx["predictions"],
+                "estimated_trusted": True,
             }
         )
+        cards.append(card_texts(card))
     return cards
 
 
-def _drift(by_name: Mapping[str, list[Any]], threshold: float | None) -> list[dict[str, Any]]:
-    rows: dict[str, dict[str, Any]] = {}
-    for labels, value in by_name.get("model_feature_drift", []):
-        row = rows.setdefault(labels.get("feature", "?"), {})
-        row[labels.get("statistic", "?")] = value
+def _statistics(rows: Iterable[tuple[dict[str, str], float | None]]) -> dict[str, dict[str, Any]]:
+    """Feature -> statistic -> value. A collector's label values from before the rename
+    (``ks``, ``wasserstein``) read as the binned ones, unless those are there too.
+
+    >>> _statistics([({"feature": "x", "statistic": "ks"}, 0.2)])
+    {'x': {'ks_binned': 0.2}}
+    """
+    out: dict[str, dict[str, Any]] = {}
+    for labels, value in rows:
+        row = out.setdefault(labels.get("feature", "?"), {})
+        statistic = labels.get("statistic", "?")
+        if statistic in LEGACY_STATISTICS:
+            row.setdefault(LEGACY_STATISTICS[statistic], value)
+        else:
+            row[statistic] = value
+    return out
+
+
+def _drift(
+    by_name: Mapping[str, list[Any]],
+    threshold: float | None,
+    min_samples: float | None = None,
+    samples: Mapping[str, float | None] | float | None = None,
+) -> list[dict[str, Any]]:
+    """One row per feature, most drifted first. ``samples`` (the window's predictions, or a
+    count per feature) against ``min_samples`` sets each row's ``guarded``: the collector
+    exports the statistics at any sample (only the flag is guarded), so a row whose sample is
+    unknown or below ``min_samples`` is drawn greyed, not against the PSI threshold."""
+    rows = _statistics(by_name.get("model_feature_drift", []))
     for labels, value in by_name.get("model_feature_drift_detected", []):
         rows.setdefault(labels.get("feature", "?"), {})["detected"] = bool(value)
     out = []
     for feature, row in rows.items():
         psi = row.get("psi")
         ratio = psi / threshold if psi is not None and threshold else None
-        item = {"feature": feature, "detected": bool(row.get("detected")), "ratio": ratio}
+        n = samples.get(feature) if isinstance(samples, Mapping) else samples
+        item = {
+            "feature": feature,
+            "detected": bool(row.get("detected")),
+            "ratio": ratio,
+            "samples": n,
+            "guarded": below_min_samples(n, min_samples, guarded_by_collector=False),
+        }
         item.update({s: row.get(s) for s in DRIFT_STATISTICS})
         out.append(item)
 
@@ -135,6 +246,8 @@ def _multivariate(by_name: Mapping[str, list[Any]]) -> dict[str, Any]:
         "lower": bounds.get("lower"),
         "upper": bounds.get("upper"),
         "detected": one(by_name, "model_multivariate_drift_detected"),
+        "samples": None,  # the collector exports the figure from min_samples rows on
+        "guarded": False,
     }
 
 
@@ -163,6 +276,27 @@ def _segments(by_name: Mapping[str, list[Any]]) -> dict[str, list[dict[str, Any]
         segment: sorted(values.values(), key=lambda r: (r["value"] == "other", r["value"]))
         for segment, values in sorted(found.items())
     }
+
+
+def _guard_segments(
+    segments: Mapping[str, list[dict[str, Any]]], min_samples: float | None
+) -> None:
+    """Each segment row's sample (its labels in the performance window, else in the window)
+    and whether its realized figures are below ``min_samples`` (the collector omits them
+    there; its own count says so when it is known).
+
+    >>> rows = {"c": [{"value": "it", "accuracy": 0.6, "window_labeled_predictions": 37.0}]}
+    >>> _guard_segments(rows, 100.0)
+    >>> rows["c"][0]["samples"], rows["c"][0]["guarded"]
+    (37.0, True)
+    """
+    for rows in segments.values():
+        for row in rows:
+            samples = row.get("performance_window_labels")
+            if samples is None:
+                samples = row.get("window_labeled_predictions")
+            row["samples"] = samples
+            row["guarded"] = below_min_samples(samples, min_samples, guarded_by_collector=True)
 
 
 def _quality(by_name: Mapping[str, list[Any]]) -> list[dict[str, Any]]:
@@ -228,26 +362,46 @@ def _spread(
     n: int,
 ) -> None:
     """Replace the per-collector gauges of ``view`` by the figures merged over the ``n``
-    collectors a model is spread over: exact window counts summed over collectors
-    (merged.yml's rules, and the realized outcomes of the ``derived`` query), never one
-    collector's share, nor a sum or maximum of the shares' ratios. A figure that cannot be
-    merged (KS, Wasserstein, chi-square p-value, MAE/RMSE without a merged rule) is ``None``."""
+    collectors a model is spread over: exact window counts summed over collectors (the
+    collectors' performance-window outcomes, else the 5-minute outcomes of the ``derived``
+    query, and merged.yml's rules), never one collector's share, nor a sum or maximum of the
+    shares' ratios. A figure that cannot be merged (KS, Wasserstein, chi-square p-value,
+    MAE/RMSE without a merged rule) is ``None``. Nothing guarded the merged figures: each is
+    greyed unless its summed sample reaches ``min_samples``."""
     note = f"merged over {n} collectors"
+    min_samples = view["min_samples"]
     positive = next(
         (labels.get("class") for labels, _ in by_name.get("model_positive_class_info", [])), None
     )
-    realized = merged_realized(outcomes, positive)
+    window_outcomes = list(by_name.get("model_performance_window_outcomes", []))
+    if window_outcomes:  # the collectors' performance windows, as their alerts take them
+        realized = merged_realized(window_outcomes, positive)
+        window, is_performance = view["performance_window"], True
+        realized_samples = outcome_labels(window_outcomes)
+    else:  # collectors without a performance window of their own: the last 5 minutes
+        realized = merged_realized(outcomes, positive)
+        window, is_performance = 300.0, False
+        realized_samples = outcome_labels(outcomes)
+    labeled_5m = outcome_labels(outcomes)
     predictions = merged_or_sum(by_name, "model:window_predictions:sum", "model_window_predictions")
     labeled = merged_or_sum(
         by_name, "model:window_labeled_predictions:sum", "model_window_labeled_predictions"
     )
+    predictions_5m = one(by_name, "model:predictions:window5m")
     for card in view["cards"]:
         metric = card["metric"]
-        value = realized.get(metric)
+        value, card_window, performance, samples = (
+            realized.get(metric),
+            window,
+            is_performance,
+            realized_samples,
+        )
         if value is None:
             value = one(by_name, f"model:{metric}:ratio_rate5m")
+            card_window, performance, samples = 300.0, False, labeled_5m
         card.update(
             {
+                "origin": "merged",
                 "realized": value,
                 "estimated": one(by_name, f"model:estimated_{metric}:ratio_rate5m"),
                 "labeled": labeled,
@@ -255,8 +409,15 @@ def _spread(
                 "start": None,  # the performance history is each collector's own share
                 "start_estimated": None,
                 "source": note,
+                "window_seconds": card_window,
+                "performance_window": performance,
+                "samples": samples,
+                "trusted": False,
+                "estimated_samples": predictions_5m if predictions_5m is not None else predictions,
+                "estimated_trusted": False,
             }
         )
+        card_texts(card)
     view["window"] = {
         "predictions": predictions,
         "errors": sum_of(by_name, "model_window_errors"),
@@ -266,18 +427,37 @@ def _spread(
         {
             "coverage": one(by_name, "model:label_coverage:ratio"),
             "pending": sum_of(by_name, "model_pending_labels"),
+            "coverage_samples": predictions,
+            "coverage_guarded": below_min_samples(predictions, min_samples, False),
         }
     )
-    drift = _drift(merged_drift_index(by_name), view["thresholds"].get("drift_psi"))
+    observations = {
+        labels.get("feature", "?"): value
+        for labels, value in by_name.get("model_feature:observations:window5m", [])
+    }
+    drift = _drift(
+        merged_drift_index(by_name),
+        view["thresholds"].get("drift_psi"),
+        min_samples,
+        observations if observations else predictions,
+    )
     view["drift"] = drift
     view["drift_detected"] = float(any(d["detected"] for d in drift)) if drift else None
     multivariate = view["multivariate"]
     error = one(by_name, "model:multivariate_reconstruction_error:mean5m")
+    rows = one(by_name, "model:multivariate_reconstruction_rows:window5m")
     lower, upper = multivariate.get("lower"), multivariate.get("upper")
     detected = None
     if error is not None and upper is not None:
         detected = float(error > upper or (lower is not None and error < lower))
-    multivariate.update({"error": error, "detected": detected})
+    multivariate.update(
+        {
+            "error": error,
+            "detected": detected,
+            "samples": rows,
+            "guarded": error is not None and below_min_samples(rows, min_samples, False),
+        }
+    )
     view["prediction_drift"] = {
         statistic: value
         for statistic, value in (
@@ -292,6 +472,11 @@ def _spread(
         )
     }
     view["quality"] = _quality(quality)
+    quality_samples = predictions_5m if predictions_5m is not None else predictions
+    view["quality_guard"] = {
+        "samples": quality_samples,
+        "guarded": below_min_samples(quality_samples, min_samples, False),
+    }
     view["merged"] = True
     view["merged_note"] = f"Figures {note} (the model's events are split by prediction id)."
 
@@ -341,25 +526,38 @@ def build_view(raw: RawRefresh) -> dict[str, Any]:
         replicas.setdefault(labels.get("replica", "?"), {})["cpu"] = value
     for labels, value in by_name.get("model_serving_memory_bytes", []):
         replicas.setdefault(labels.get("replica", "?"), {})["memory"] = value
+    # The 5-minute labels behind the 5-minute rules: only when the derived query answered.
+    labeled_5m = outcome_labels(outcomes) if raw.data.get("derived") else None
+    ctx = _samples(by_name, labeled_5m)
+    min_samples = ctx["min_samples"]
+    predictions = ctx["predictions"]
+    latency_samples = derived.get("latency_samples")
+    segments = _segments(by_name)
+    _guard_segments(segments, min_samples)
     view.update(
         {
             "has_data": bool(by_name),
             "thresholds": thresholds,
-            "min_samples": one(by_name, "model_min_samples"),
+            "min_samples": min_samples,
             "window_seconds": one(by_name, "model_window_seconds"),
-            "cards": _cards(by_name, perf, task),
+            "performance_window": ctx["performance_window"],
+            "cards": _cards(by_name, perf, task, ctx),
             "ops": {
-                k: derived.get(k)
-                for k in (
-                    "predictions_rate",
-                    "errors_rate",
-                    "latency_p50",
-                    "latency_p95",
-                    "latency_p99",
-                )
+                **{
+                    k: derived.get(k)
+                    for k in (
+                        "predictions_rate",
+                        "errors_rate",
+                        "latency_p50",
+                        "latency_p95",
+                        "latency_p99",
+                    )
+                },
+                "latency_samples": latency_samples,
+                "latency_guarded": below_min_samples(latency_samples, min_samples, False),
             },
             "window": {
-                "predictions": one(by_name, "model_window_predictions"),
+                "predictions": predictions,
                 "errors": one(by_name, "model_window_errors"),
                 "labeled": one(by_name, "model_window_labeled_predictions"),
             },
@@ -368,16 +566,22 @@ def build_view(raw: RawRefresh) -> dict[str, Any]:
                 "pending": one(by_name, "model_pending_labels"),
                 "delay_p50": derived.get("label_delay_p50"),
                 "delay_p95": derived.get("label_delay_p95"),
+                "coverage_samples": predictions,
+                "coverage_guarded": below_min_samples(predictions, min_samples, False),
             },
-            "drift": _drift(by_name, thresholds.get("drift_psi")),
+            "drift": _drift(by_name, thresholds.get("drift_psi"), min_samples, predictions),
             "drift_detected": one(by_name, "model_drift_detected"),
             "multivariate": _multivariate(by_name),
-            "prediction_drift": {
-                labels.get("statistic", "?"): value
+            "prediction_drift": _statistics(
+                ({**labels, "feature": ""}, value)
                 for labels, value in by_name.get("model_prediction_drift", [])
-            },
+            ).get("", {}),
             "quality": _quality(by_name),
-            "segments": _segments(by_name),
+            "quality_guard": {
+                "samples": predictions,
+                "guarded": below_min_samples(predictions, min_samples, False),
+            },
+            "segments": segments,
             "replicas": [{"replica": k, **v} for k, v in sorted(replicas.items())],
             "collector": {
                 "cpu": derived.get("collector_cpu"),

@@ -31,17 +31,24 @@ def level_of(
     return "ok"
 
 
-def stat_tile(label: str, value: str, level: str = "none", stat_id: str = "") -> html.Div:
-    return html.Div(
-        [
-            html.Div(value, className="stat-value", id=stat_id or None),
-            html.Div(label, className="stat-label"),
-        ],
-        className=f"stat stat-{level}",
-    )
+def stat_tile(
+    label: str, value: str, level: str = "none", stat_id: str = "", note: str | None = None
+) -> html.Div:
+    """A figure with its label; ``note`` (e.g. "n = 37 < 100") greys the figure: it is
+    below its sample guard and not compared with a threshold."""
+    children = [
+        html.Div(
+            value, className="stat-value stat-guarded" if note else "stat-value", id=stat_id or None
+        ),
+        html.Div(label, className="stat-label"),
+    ]
+    if note:
+        children.append(html.Div(note, className="stat-note", id=f"{stat_id}-guard"))
+    return html.Div(children, className=f"stat stat-{level}")
 
 
-def html_table(header: Sequence[str], rows: Sequence[html.Tr], empty: str) -> Any:
+def html_table(header: Sequence[Any], rows: Sequence[html.Tr], empty: str) -> Any:
+    """A table; a header cell is text or a component (a glossary link)."""
     if not rows:
         return html.P(empty, className="muted")
     return html.Table(
