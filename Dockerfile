@@ -40,6 +40,7 @@ WORKDIR /app
 COPY pyproject.toml README.md ./
 COPY src ./src
 COPY deploy ./deploy
+COPY docs/metrics.md ./docs/metrics.md
 RUN python -m venv /opt/modelmeter \
     && /opt/modelmeter/bin/pip install --no-cache-dir -e '/app[server]'
 
