@@ -424,6 +424,8 @@ def test_dashboard_shows_the_error_against_its_band() -> None:
         "lower": 1.05,
         "upper": 1.11,
         "detected": 1.0,
+        "samples": None,  # no window size in this answer: the guard cannot grey it
+        "guarded": False,
     }
     text = str(_multivariate_card(view["multivariate"]))
     assert "1.580" in text and "1.050" in text and "1.110" in text and "drifted" in text

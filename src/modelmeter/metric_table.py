@@ -176,7 +176,9 @@ METRICS: tuple[MetricDef, ...] = (
     _g(
         "model_feature_drift",
         (*_MV, "feature", "statistic"),
-        "Drift of a feature in the window against the reference data.",
+        "Drift of a feature in the window against the reference data (ks_binned and "
+        "wasserstein_binned are computed on the reference's bins; see the README for their "
+        "error bounds).",
     ),
     _g(
         "model_feature_drift_detected",
