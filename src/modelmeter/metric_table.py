@@ -81,8 +81,7 @@ METRICS: tuple[MetricDef, ...] = (
     _g(
         "model_precision",
         _MV,
-        "Realized precision in the performance window (binary: positive class; multiclass: "
-        "macro).",
+        "Realized precision in the performance window (binary: positive class; multiclass: macro).",
     ),
     _g(
         "model_recall",
@@ -92,8 +91,7 @@ METRICS: tuple[MetricDef, ...] = (
     _g(
         "model_f1_score",
         _MV,
-        "Realized F1 score in the performance window (binary: positive class; multiclass: "
-        "macro).",
+        "Realized F1 score in the performance window (binary: positive class; multiclass: macro).",
     ),
     _g("model_class_precision", (*_MV, "class"), "Realized one-vs-rest precision per class."),
     _g("model_class_recall", (*_MV, "class"), "Realized one-vs-rest recall per class."),

@@ -231,9 +231,7 @@ def _add_model(f: Samples, model: ModelState) -> None:
     if _needs_escape(name) or any(_needs_escape(c) for c in spec.classes):
         f.plain = False  # features, versions and replicas are validated names
     f["model_window_seconds"].append(((name,), float(spec.window_seconds)))
-    f["model_performance_window_seconds"].append(
-        ((name,), float(spec.performance_window_seconds))
-    )
+    f["model_performance_window_seconds"].append(((name,), float(spec.performance_window_seconds)))
     f["model_min_samples"].append(((name,), float(spec.min_samples)))
     f["model_pending_labels"].append(((name,), float(model.pending_labels)))
     f["model_waiting_labels"].append(((name,), float(model.waiting_labels)))
