@@ -12,6 +12,7 @@ from modelmeter.engine.drift import PSI_EPSILON
 from modelmeter.engine.monitor import ModelMonitor, StateTooLarge
 from modelmeter.engine.operations import LABEL_DELAY_BOUNDS, LATENCY_BOUNDS
 from modelmeter.engine.quality import ISSUES
+from modelmeter.engine.shift import ShiftFit, ShiftSettings
 from modelmeter.engine.snapshot import (
     ClassFigures,
     ClassificationFigures,
@@ -46,6 +47,8 @@ __all__ = [
     "ReferenceData",
     "RegressionFigures",
     "SegmentFigures",
+    "ShiftFit",
+    "ShiftSettings",
     "Snapshot",
     "StateTooLarge",
 ]

@@ -16,6 +16,11 @@ Realized performance has a window of its own, the performance window
 (``MonitorConfig.performance_window_seconds``, the window's length unless set): labels count
 in the bucket of their arrival, so a longer one gives figures between the batches of labels
 that come once a day. Everything else uses the window.
+
+Estimated performance (CBPE, classification with reference scores) comes with a confidence
+band (:mod:`modelmeter.engine.bands`), and its calibration can be swapped for a shift-aware
+one (:mod:`modelmeter.engine.shift`): :meth:`ModelMonitor.shift_fit` fits it (pure, off the
+lock), :meth:`ModelMonitor.use_calibration` puts it in use (under the lock).
 """
 
 from __future__ import annotations
@@ -35,6 +40,7 @@ from modelmeter.engine.loss import LossEstimator
 from modelmeter.engine.multivariate import STATISTIC, ReconstructionDrift
 from modelmeter.engine.output import ModelOutput
 from modelmeter.engine.segments import Segments
+from modelmeter.engine.shift import ShiftFit, ShiftSettings, fit_shift_aware
 from modelmeter.engine.snapshot import DriftFigures, Snapshot
 from modelmeter.engine.state import MonitorState, StateTooLarge
 
@@ -105,12 +111,43 @@ class ModelMonitor:
     True
     >>> monitor.snapshot(now=5_000.0).reference == snap.reference
     True
+
+    The estimate comes with its 95 % band (the realized figures should lie in it while the
+    calibration holds):
+
+    >>> low, high = snap.estimated_lower.accuracy, snap.estimated_upper.accuracy
+    >>> bool(low < snap.estimated.accuracy < high), bool(low <= snap.realized.accuracy <= high)
+    (True, True)
+
+    Calibration can follow a covariate shift: :meth:`shift_fit` reweights the reference to
+    look like recent inputs and refits it (pure: call it outside the lock), and
+    :meth:`use_calibration` puts the refit in use for the predictions that follow, or keeps
+    plain CBPE when it fell back (here: the reference's ``P(label | score)`` is the same
+    everywhere, so plain CBPE already follows the shift and there is little to correct):
+
+    >>> monitor.can_shift
+    True
+    >>> fit = monitor.shift_fit({"x": rng.normal(1.0, 1.0, size=1000)}, seed=1)
+    >>> fit.applied, bool(fit.auc > 0.6)
+    (True, True)
+    >>> monitor.use_calibration(fit)
+    >>> monitor.snapshot(now=1_010.0).estimation_shift_aware
+    True
+    >>> monitor.use_calibration(None)  # plain CBPE again
+    >>> monitor.snapshot(now=1_010.0).estimation_shift_aware
+    False
     """
 
     def __init__(
         self, config: MonitorConfig, reference: ReferenceData, max_state_bytes: int | None = None
     ) -> None:
         self.config = config
+        scored = config.is_classification and reference.scores is not None
+        #: the reference, kept for :meth:`shift_fit` when it can refit (never changed)
+        self._reference = reference if scored and config.features else None
+        #: the shift-aware fit in use (None: plain CBPE), the reason the last one fell back
+        self._fit: ShiftFit | None = None
+        self._fit_reason: str | None = None
         self._features = Features.fit(config, reference)
         self._numeric = self._features.numeric
         self._categorical = self._features.categorical
@@ -306,6 +343,69 @@ class ModelMonitor:
                 outcome.terms,
             )
 
+    # ------------------------------------------------------------------ calibration
+
+    @property
+    def can_shift(self) -> bool:
+        """True when :meth:`shift_fit` applies: a classifier with reference scores (and at
+        least one feature to tell reference from live rows)."""
+        return self._reference is not None
+
+    def shift_fit(
+        self,
+        live: Mapping[str, npt.NDArray[np.generic]],
+        seed: int = 0,
+        settings: ShiftSettings | None = None,
+    ) -> ShiftFit:
+        """The shift-aware calibration for the ``live`` rows (feature name -> column, the
+        features of recent predictions, as in a :class:`PredictionBatch`), or the reason to
+        keep plain CBPE (:func:`~modelmeter.engine.shift.fit_shift_aware`; deterministic for
+        a ``seed``).
+
+        Pure: it reads only the configuration and the reference (neither changes after
+        construction) and changes nothing, so a caller may run it outside its lock (in a
+        worker thread) and then pass the fit to :meth:`use_calibration` under the lock.
+        ValueError when the monitor cannot refit (:attr:`can_shift`: regression, or a
+        reference without scores or features) or a feature is missing from ``live``.
+        """
+        reference = self._reference
+        if reference is None:
+            if not self.config.is_classification:
+                raise ValueError("shift-aware calibration applies to classification tasks")
+            if not self.config.features:
+                raise ValueError("shift-aware calibration needs at least one feature")
+            raise ValueError("shift-aware calibration needs reference scores")
+        return fit_shift_aware(self.config, reference, live, seed, settings)
+
+    def use_calibration(self, fit: ShiftFit | None) -> None:
+        """Put a :meth:`shift_fit` in use (the caller holds its lock).
+
+        A fit that is ``applied`` replaces the calibrator of the predictions observed from
+        now on; the window turns over to it: the predictions already counted keep the
+        expected counts (and band terms) of the calibrator they were counted with, so for up
+        to a window the estimate mixes both (the band's calibration term uses the fit's
+        effective rows for all of them). None, or a fit that fell back, restores the
+        reference's calibrator (plain CBPE) and records the fit's reason
+        (``Snapshot.estimation_reason``; None for None).
+
+        The shift-aware calibrator is not checkpointed: a monitor loaded from a checkpoint
+        uses plain CBPE until the next refit.
+
+        ValueError when the fit's calibrator does not fit the model (other classes), or the
+        monitor has no calibration (:attr:`can_shift` False) and the fit was applied.
+        """
+        output = self._output
+        if fit is None or not fit.applied:
+            output.use_calibrator(None)
+            self._fit = None
+            self._fit_reason = None if fit is None else fit.reason
+            return
+        if self._reference is None:
+            raise ValueError("this monitor cannot use a shift-aware calibration (can_shift)")
+        output.use_calibrator(fit.calibrator, fit.effective_size)
+        self._fit = fit
+        self._fit_reason = None
+
     # ------------------------------------------------------------------ reading
 
     def snapshot(self, now: float) -> Snapshot:
@@ -319,7 +419,8 @@ class ModelMonitor:
         output = self._output
         ops = ring.window("ops")
         predictions = int(ops[PREDICTIONS])
-        realized, estimated, regression = output.figures(ring, performance, minimum)
+        realized, bands, regression = output.figures(ring, performance, minimum)
+        fit = self._fit
         performance_labels, performance_confusion = output.performance_window(performance)
         drift, prediction_drift, detected = self._drift()
         names = [spec.name for spec in config.features]
@@ -341,7 +442,7 @@ class ModelMonitor:
             window_labeled=int(ops[LABELS]),
             label_coverage=min(float(ops[LABELED]) / predictions, 1.0) if predictions else NAN,
             realized=realized,
-            estimated=estimated,
+            estimated=None if bands is None else bands.estimate,
             regression=regression,
             drift=drift,
             prediction_drift=prediction_drift,
@@ -376,6 +477,12 @@ class ModelMonitor:
             performance_window_seconds=config.performance_window,
             performance_labels=performance_labels,
             performance_confusion=performance_confusion,
+            estimated_lower=None if bands is None else bands.lower,
+            estimated_upper=None if bands is None else bands.upper,
+            estimation_shift_aware=fit is not None,
+            estimation_auc=NAN if fit is None else fit.auc,
+            estimation_effective_rows=NAN if fit is None else fit.effective_size,
+            estimation_reason=self._fit_reason,
         )
 
     def _drift(self) -> tuple[dict[str, DriftFigures], DriftFigures, bool]:
@@ -404,6 +511,8 @@ class ModelMonitor:
 
         Raises ValueError when the checkpoint does not fit the configuration (other features,
         classes, bins, window or performance window): start a fresh monitor in that case.
+        The calibration in use is not in a checkpoint: the monitor starts with plain CBPE
+        (see :meth:`use_calibration`).
         """
         monitor = cls(config, reference)
         monitor._state.load(data)

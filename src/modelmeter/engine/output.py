@@ -7,9 +7,15 @@ classification with scores) and the model's performance on the reference itself.
 
 In the stream, predictions give prediction drift (``output`` counts; regression also
 ``output_sums``) and expected outcomes (``expected``: calibrated class probabilities summed
-into a (predicted, actual) matrix), in the window ring; labels give realized performance
-(``confusion`` or the ``regression`` sums, and the count of ``labels``) in the performance
-ring, by arrival (see :mod:`modelmeter.engine.state`).
+into a (predicted, actual) matrix, and beside it ``expected_terms``, the (2, k, k) statistic
+of the estimate's confidence band, :func:`~modelmeter.engine.bands.band_terms`), in the
+window ring; labels give realized performance (``confusion`` or the ``regression`` sums, and
+the count of ``labels``) in the performance ring, by arrival (see
+:mod:`modelmeter.engine.state`).
+
+The calibrator in use is the reference's (plain CBPE) unless :meth:`ModelOutput.use_calibrator`
+swapped in another one (a shift-aware refit, :mod:`modelmeter.engine.shift`): it applies to
+the predictions counted from then on; those already in the window keep their expected counts.
 
 >>> import numpy as np
 >>> from modelmeter.engine.checks import ClassCodes
@@ -29,6 +35,7 @@ from typing import NamedTuple
 import numpy as np
 import numpy.typing as npt
 
+from modelmeter.engine.bands import Bands, classification_bands
 from modelmeter.engine.checks import CheckedLabels, CheckedPredictions, ClassCodes
 from modelmeter.engine.columns import float_column
 from modelmeter.engine.config import MonitorConfig, ReferenceData
@@ -49,13 +56,14 @@ from modelmeter.engine.performance import (
 )
 from modelmeter.engine.segments import Expected
 from modelmeter.engine.snapshot import BinCounts, ClassificationFigures, RegressionFigures
-from modelmeter.engine.state import LABELS
+from modelmeter.engine.state import EXPECTED_TERMS, LABELS
 from modelmeter.engine.windows import BucketRing
 
 __all__ = ["LabelOutcome", "ModelOutput"]
 
 FloatArray = npt.NDArray[np.float64]
 IntArray = npt.NDArray[np.int64]
+NAN = float("nan")
 
 
 class LabelOutcome(NamedTuple):
@@ -83,9 +91,19 @@ class ModelOutput:
             if config.task == "binary" and config.positive_class is not None
             else None
         )
+        #: offsets of the cells an event adds to (see :meth:`_count_expected`)
+        self._cells = np.concatenate([np.arange(self.k), np.arange(self.k) + self.k**2])[:, None]
         self.numeric: NumericBinning | None = None
         self.categorical: CategoricalBinning | None = None
+        #: the calibrator in use (None: no calibration, no estimate)
         self.calibrator: Calibrator | None = None
+        #: the reference's calibrator (plain CBPE)
+        self.reference_calibrator: Calibrator | None = None
+        #: the rows the calibration in use rests on (``reference_rows`` of the bands): the
+        #: scored reference rows, or a shift-aware fit's effective sample size
+        self.calibration_rows = NAN
+        #: the scored reference rows (without NaN scores)
+        self.scored_reference_rows = 0
         self.reference_figures: ClassificationFigures | None = None
         self.reference_regression: RegressionFigures | None = None
         n = np.shape(reference.predictions)[0]
@@ -106,12 +124,16 @@ class ModelOutput:
                 confusion_counts(predicted, labels, self.k), self.classes, self.positive, 1
             )
             if reference.scores is not None:
-                self.calibrator = Calibrator.fit(
-                    np.asarray(reference.scores, np.float64),
+                scores = np.asarray(reference.scores, np.float64)
+                self.calibrator = self.reference_calibrator = Calibrator.fit(
+                    scores,
                     np.asarray(reference.labels, dtype=object),
                     self.classes,
                     config.positive_class if config.task == "binary" else None,
                 )
+                scored = ~np.isnan(scores) if scores.ndim == 1 else ~np.isnan(scores).any(axis=1)
+                self.scored_reference_rows = int(scored.sum())
+                self.calibration_rows = float(self.scored_reference_rows)
         else:
             values = np.asarray(reference.predictions, dtype=np.float64)
             self.numeric = NumericBinning(values, config.drift_bins)
@@ -136,6 +158,7 @@ class ModelOutput:
         if self.config.is_classification:
             if self.calibrator is not None:
                 shapes["expected"] = (self.k, self.k)
+                shapes[EXPECTED_TERMS] = (2, self.k, self.k)
         else:
             shapes["output_sums"] = (self._bins() + 1,)
         return shapes
@@ -159,6 +182,30 @@ class ModelOutput:
             if self.calibrator is not None:
                 shapes["expected"] = (self.k, self.k)
         return shapes
+
+    def use_calibrator(self, calibrator: Calibrator | None, rows: float | None = None) -> None:
+        """Count the predictions observed from now on with ``calibrator``, fitted on ``rows``
+        effective reference rows (the bands' ``reference_rows``); None: the reference's again.
+
+        ValueError when there is no calibration to replace, or ``calibrator`` does not fit
+        the classes.
+        """
+        if calibrator is None:
+            self.calibrator = self.reference_calibrator
+            self.calibration_rows = float(self.scored_reference_rows) if self.calibrator else NAN
+            return
+        plain = self.reference_calibrator
+        if plain is None:
+            raise ValueError("no calibration to replace: the reference has no scores")
+        if calibrator.n_classes != plain.n_classes or calibrator.positive != plain.positive:
+            raise ValueError(
+                f"the calibrator has {calibrator.n_classes} classes (positive "
+                f"{calibrator.positive}), the model {plain.n_classes} (positive {plain.positive})"
+            )
+        if rows is None or not rows > 0:
+            raise ValueError(f"rows must be > 0, got {rows}")
+        self.calibrator = calibrator
+        self.calibration_rows = float(rows)
 
     # ------------------------------------------------------------------ counting
 
@@ -208,12 +255,22 @@ class ModelOutput:
         scores = checked.scores if all_rows else checked.scores[rows]
         predicted = codes if all_rows else codes[rows]
         event_slots = slots if all_rows else slots[rows]
-        probabilities = calibrator.probabilities(scores)
-        flat = predicted * self.k
+        probabilities = calibrator.probabilities(scores).T  # (k, n)
+        k, n = probabilities.shape
+        # Row j of ``cells`` holds each event's flat cell [0, p, j] (j < k) or [1, p, j - k]
+        # of the (2, k, k) band statistic; its first k rows are the cells (p, j) of the
+        # (k, k) expected counts. One bincount per statistic.
+        cells = predicted * k + self._cells
         added = total.reshape(-1)
-        for actual in range(self.k):
-            added += ring.add("expected", event_slots, flat + actual, probabilities[:, actual])
-        return rows, flat, probabilities
+        added += ring.add("expected", event_slots, cells[:k], probabilities)
+        # band_weights, laid out (2k, n): P_a (1 - P_a), then P_p P_a
+        terms = np.empty((2 * k, n))
+        np.subtract(1.0, probabilities, out=terms[:k])
+        terms[:k] *= probabilities
+        own = probabilities[predicted, np.arange(n)]
+        np.multiply(probabilities, own, out=terms[k:])
+        ring.add(EXPECTED_TERMS, event_slots, cells, terms)
+        return Expected(rows, cells[:k], probabilities)
 
     def label(self, ring: BucketRing, checked: CheckedLabels, slots: IntArray) -> LabelOutcome:
         """Count the labels (of rows with a prediction) in the buckets ``slots`` of their
@@ -257,24 +314,28 @@ class ModelOutput:
 
     def figures(
         self, ring: BucketRing, performance: BucketRing, min_samples: int
-    ) -> tuple[
-        ClassificationFigures | None, ClassificationFigures | None, RegressionFigures | None
-    ]:
+    ) -> tuple[ClassificationFigures | None, Bands | None, RegressionFigures | None]:
         """(realized, estimated, regression) figures: the realized ones (``realized``,
-        ``regression``) of the performance ring's window, the estimated ones of the window
-        ring's."""
+        ``regression``) of the performance ring's window, the estimated ones (with their
+        band: :class:`~modelmeter.engine.bands.Bands`, None without calibration) of the
+        window ring's."""
         if not self.config.is_classification:
             return None, None, regression_figures(performance.window("regression"), min_samples)
         k = self.k
         realized = classification_figures(
             performance.window("confusion").reshape(k, k), self.classes, self.positive, min_samples
         )
-        estimated = None
+        bands = None
         if self.calibrator is not None:
-            estimated = classification_figures(
-                ring.window("expected").reshape(k, k), self.classes, self.positive, min_samples
+            bands = classification_bands(
+                ring.window("expected"),
+                ring.window(EXPECTED_TERMS),
+                self.classes,
+                self.positive,
+                min_samples,
+                reference_rows=self.calibration_rows,
             )
-        return realized, estimated, None
+        return realized, bands, None
 
     def performance_window(
         self, performance: BucketRing

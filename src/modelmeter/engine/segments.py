@@ -9,7 +9,9 @@ window statistic: ``segment_ops`` (predictions, labeled by prediction time, labe
 arrival), ``segment_expected`` (classification) and ``segment_loss`` (regression) in the
 window ring; ``segment_confusion`` (classification) and ``segment_regression`` (regression),
 realized performance by label arrival, in the performance ring (the performance window, see
-:mod:`modelmeter.engine.state`).
+:mod:`modelmeter.engine.state`). The segments' estimates have no confidence band (the
+window's has one): :func:`~modelmeter.engine.bands.classification_bands` per segment value
+would cost about 0.5-1.5 ms each in every snapshot.
 
 >>> import numpy as np
 >>> from modelmeter.engine.drift import CategoricalBinning
@@ -23,6 +25,7 @@ realized performance by label arrival, in the performance ring (the performance 
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
+from typing import NamedTuple
 
 import numpy as np
 import numpy.typing as npt
@@ -48,10 +51,17 @@ IntArray = npt.NDArray[np.int64]
 BoolArray = npt.NDArray[np.bool_]
 NAN = float("nan")
 
-#: Expected outcomes of scored predictions: (rows scored, their flat confusion index
-#: ``predicted * k``, their calibrated class probabilities (rows, k)); see
-#: :meth:`modelmeter.engine.output.ModelOutput.observe`.
-Expected = tuple[BoolArray, IntArray, FloatArray]
+
+class Expected(NamedTuple):
+    """Expected outcomes of scored predictions (see
+    :meth:`modelmeter.engine.output.ModelOutput.observe`)."""
+
+    #: the rows scored (r of them)
+    rows: BoolArray
+    #: (k, r) flat cells ``predicted * k + a`` of the (k, k) expected counts
+    cells: IntArray
+    #: (k, r) calibrated class probabilities, ``P_a``
+    probabilities: FloatArray
 
 
 class Segments:
@@ -155,7 +165,10 @@ class Segments:
         weights: FloatArray | None = None,
     ) -> None:
         """Count each event at ``offset`` (per event, or one position) of the ``inner`` cells
-        of its value of every segment feature; rows with an unknown code are skipped."""
+        of its value of every segment feature; rows with an unknown code are skipped.
+
+        ``offset`` and ``weights`` may have leading axes (``(j, 1, n)``: ``j`` positions of
+        each event in one call)."""
         if self.m == 0 or slots.shape[0] == 0:
             return
         known = codes >= 0
@@ -163,9 +176,9 @@ class Segments:
             rows = known.all(axis=1)
             slots, codes = slots[rows], codes[rows]
             if not isinstance(offset, int):
-                offset = offset[rows]
+                offset = offset[..., rows]
             if weights is not None:
-                weights = weights[rows]
+                weights = weights[..., rows]
         index = self._flat(codes, inner, offset)
         w = None if weights is None else np.broadcast_to(weights, index.shape).copy()
         ring.add(name, slots, index, w)
@@ -198,18 +211,18 @@ class Segments:
                 )
         if expected is None:
             return
-        rows, flat, probabilities = expected
-        k = probabilities.shape[1]
-        for actual in range(k):
-            self.add(
-                ring,
-                "segment_expected",
-                slots[rows],
-                codes[rows],
-                k * k,
-                flat + actual,
-                probabilities[:, actual],
-            )
+        rows, cells, probabilities = expected
+        k = probabilities.shape[0]
+        # (k, 1, n) positions and weights: the k cells of an event in one call
+        self.add(
+            ring,
+            "segment_expected",
+            slots[rows],
+            codes[rows],
+            k * k,
+            cells[:, None],
+            probabilities[:, None],
+        )
 
     def label(
         self,

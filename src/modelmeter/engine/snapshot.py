@@ -122,7 +122,8 @@ class SegmentFigures:
     ``regression``/``estimated_regression`` (regression) are as in :class:`Snapshot`, computed
     on this value's rows, NaN below ``min_samples`` of them; the realized ones (``realized``,
     ``regression``) on the labels of the performance window, ``performance_labels`` of them
-    (those with a prediction).
+    (those with a prediction). (The estimate's confidence band is the window's only:
+    :class:`Snapshot` ``estimated_lower``/``estimated_upper``.)
 
     >>> SegmentFigures(predictions=10, labeled=4, label_coverage=0.4).performance_labels
     0
@@ -166,6 +167,17 @@ class Snapshot:
     ``min_samples`` of them), and, for classification, ``performance_confusion``
     (``(predicted, actual) -> count`` in that window; empty for regression). A snapshot built
     by hand without them has ``performance_window_seconds`` NaN.
+
+    ``estimated_lower`` and ``estimated_upper`` (with ``estimated``) are the confidence band
+    of the estimate, figure by figure (:func:`~modelmeter.engine.bands.classification_bands`,
+    95 %): where the window's realized figures should lie if the calibration in use holds,
+    including the calibration's own error; NaN where the estimate is, None without
+    calibration. The calibration in use: plain CBPE (the reference's), or a shift-aware refit
+    (:meth:`~modelmeter.engine.monitor.ModelMonitor.use_calibration`): then
+    ``estimation_shift_aware`` is True, ``estimation_auc`` the refit's domain-classifier AUC
+    and ``estimation_effective_rows`` the effective reference rows it rests on (NaN with
+    plain CBPE). ``estimation_reason`` says why the last refit fell back to plain CBPE (None
+    when it was applied, or there was none).
 
     ``multivariate`` is the multivariate drift (None when it is off or the model has fewer
     than 2 features).
@@ -222,6 +234,12 @@ class Snapshot:
     performance_window_seconds: float = math.nan
     performance_labels: int = 0
     performance_confusion: Mapping[tuple[str, str], float] = field(default_factory=dict)
+    estimated_lower: ClassificationFigures | None = None
+    estimated_upper: ClassificationFigures | None = None
+    estimation_shift_aware: bool = False
+    estimation_auc: float = math.nan
+    estimation_effective_rows: float = math.nan
+    estimation_reason: str | None = None
 
     def to_dict(self) -> dict[str, Any]:
         """JSON-able form: NaN -> None, ``confusion_total``, ``expected_total`` and

@@ -40,6 +40,7 @@ from modelmeter.engine.windows import BucketRing
 __all__ = [
     "ADDED_TOTALS",
     "CHECKPOINT_FORMAT",
+    "EXPECTED_TERMS",
     "LABELS",
     "PERFORMANCE",
     "PERFORMANCE_RING",
@@ -49,6 +50,9 @@ __all__ = [
 
 CHECKPOINT_FORMAT = 1
 
+#: The window ring's band statistic of the expected outcomes, shape (2, k, k)
+#: (:func:`~modelmeter.engine.bands.band_terms`); checkpoints written before it lack it.
+EXPECTED_TERMS = "expected_terms"
 #: The performance ring's count of labels with a prediction (shape (1,)), by arrival.
 LABELS = "labels"
 #: The realized statistics, counted by label arrival: the performance ring holds them (with
@@ -135,10 +139,12 @@ class MonitorState:
         """Replace the counts with a checkpoint's; ValueError if it does not fit the shapes
         (other features, classes, bins or window).
 
-        Checkpoints written before multivariate drift, segments or the loss estimate existed
-        load with those windows empty, and those written before the totals of
-        :data:`ADDED_TOTALS` with those totals at 0; one with multivariate drift loads into a
-        monitor without it (that window and total are dropped).
+        Checkpoints written before multivariate drift, segments, the loss estimate or the
+        band statistic of the estimate (:data:`EXPECTED_TERMS`) existed load with those
+        windows empty (the estimate's band is then too narrow until the window has turned
+        over: the expected counts loaded have no terms), and those written before the totals
+        of :data:`ADDED_TOTALS` with those totals at 0; one with multivariate drift loads
+        into a monitor without it (that window and total are dropped).
 
         A checkpoint written before the performance ring (no ``"performance_ring"``) has the
         realized statistics in its window ring: they move to the performance ring when that
@@ -165,7 +171,7 @@ class MonitorState:
         if STATISTIC in arrays and STATISTIC not in shapes:
             del arrays[STATISTIC]
         for name, shape in shapes.items():
-            added_later = name in (STATISTIC, LOSS) or name.startswith("segment_")
+            added_later = name in (STATISTIC, LOSS, EXPECTED_TERMS) or name.startswith("segment_")
             if added_later and name not in arrays:
                 arrays[name] = np.zeros((n_buckets, *shape)).tolist()
         loaded = BucketRing.from_data({**ring_data, "arrays": arrays}, shapes)
