@@ -100,6 +100,79 @@ METRICS: tuple[MetricDef, ...] = (
     _g("model_estimated_precision", _MV, "Precision estimated from calibrated scores."),
     _g("model_estimated_recall", _MV, "Recall estimated from calibrated scores."),
     _g("model_estimated_f1_score", _MV, "F1 score estimated from calibrated scores."),
+    _g(
+        "model_estimated_accuracy_lower",
+        _MV,
+        "Lower end of the 95% band of the estimated accuracy: where the window's realized "
+        "accuracy lies if the calibration holds (sampling spread of the window and of the "
+        "calibration rows).",
+    ),
+    _g(
+        "model_estimated_accuracy_upper",
+        _MV,
+        "Upper end of the 95% band of the estimated accuracy: where the window's realized "
+        "accuracy lies if the calibration holds (sampling spread of the window and of the "
+        "calibration rows).",
+    ),
+    _g(
+        "model_estimated_precision_lower",
+        _MV,
+        "Lower end of the 95% band of the estimated precision: where the window's realized "
+        "precision lies if the calibration holds (sampling spread of the window and of the "
+        "calibration rows).",
+    ),
+    _g(
+        "model_estimated_precision_upper",
+        _MV,
+        "Upper end of the 95% band of the estimated precision: where the window's realized "
+        "precision lies if the calibration holds (sampling spread of the window and of the "
+        "calibration rows).",
+    ),
+    _g(
+        "model_estimated_recall_lower",
+        _MV,
+        "Lower end of the 95% band of the estimated recall: where the window's realized "
+        "recall lies if the calibration holds (sampling spread of the window and of the "
+        "calibration rows).",
+    ),
+    _g(
+        "model_estimated_recall_upper",
+        _MV,
+        "Upper end of the 95% band of the estimated recall: where the window's realized "
+        "recall lies if the calibration holds (sampling spread of the window and of the "
+        "calibration rows).",
+    ),
+    _g(
+        "model_estimated_f1_score_lower",
+        _MV,
+        "Lower end of the 95% band of the estimated F1 score: where the window's realized "
+        "F1 score lies if the calibration holds (sampling spread of the window and of the "
+        "calibration rows).",
+    ),
+    _g(
+        "model_estimated_f1_score_upper",
+        _MV,
+        "Upper end of the 95% band of the estimated F1 score: where the window's realized "
+        "F1 score lies if the calibration holds (sampling spread of the window and of the "
+        "calibration rows).",
+    ),
+    _g(
+        "model_estimation_shift_aware",
+        _MV,
+        "1 while the estimate uses a calibration refitted for the live inputs (shift-aware "
+        "CBPE), 0 while it uses the reference's (plain CBPE).",
+    ),
+    _g(
+        "model_estimation_shift_auc",
+        _MV,
+        "Cross-validated AUC of the classifier separating recent live rows from the reference "
+        "at the last refit (0.5: no shift).",
+    ),
+    _g(
+        "model_estimation_effective_reference_rows",
+        _MV,
+        "Effective sample size (Kish) of the reference rows behind the calibration in use.",
+    ),
     _g("model_reference_accuracy", _MV, "Accuracy of the model on the spec's reference data."),
     _g(
         "model_reference_precision",
@@ -397,7 +470,7 @@ def series_bound(
     >>> spec = load_spec(b'{"task": "binary", "classes": [0, 1], "features": '
     ...                  b'[{"name": "x", "type": "numeric"}], "reference": {"path": "r.csv"}}')
     >>> series_bound(spec, versions=1, replicas=1)
-    173
+    184
     """
     k = len(spec.classes)
     n_features = len(spec.features)
@@ -406,6 +479,7 @@ def series_bound(
     per_version = 2 if spec.positive_class is not None else 1  # model_info, positive class
     if k:
         per_version += 3 * 4 + 3 * k  # realized, estimated, reference figures; per class
+        per_version += 2 * 4 + 3  # estimate bands; shift-aware flag, AUC, effective rows
         per_version += k * k + 3 * k + 3 * k  # confusion matrix, realized, estimated outcomes
     else:
         per_version += 6  # realized, estimated and reference MAE and RMSE

@@ -286,6 +286,16 @@ def _add_version(f: Samples, spec: ModelSpec, mv: Labels, snap: Snapshot) -> Non
                     ("model_class_f1_score", figures.f1),
                 )
     _add_figures(f, "model_estimated_", mv, snap.estimated)
+    if snap.estimated is not None:
+        _add_figures(f, "model_estimated_", mv, snap.estimated_lower, "_lower")
+        _add_figures(f, "model_estimated_", mv, snap.estimated_upper, "_upper")
+        f["model_estimation_shift_aware"].append((mv, float(snap.estimation_shift_aware)))
+        _add_finite(
+            f,
+            mv,
+            ("model_estimation_shift_auc", snap.estimation_auc),
+            ("model_estimation_effective_reference_rows", snap.estimation_effective_rows),
+        )
     _add_figures(f, "model_reference_", mv, snap.reference)
     _add_errors(f, "model_", mv, snap.regression)
     _add_errors(f, "model_reference_", mv, snap.reference_regression)
@@ -307,16 +317,20 @@ def _add_finite(f: Samples, labels: Labels, *values: tuple[str, float]) -> None:
 
 
 def _add_figures(
-    f: Samples, prefix: str, labels: Labels, figures: ClassificationFigures | None
+    f: Samples,
+    prefix: str,
+    labels: Labels,
+    figures: ClassificationFigures | None,
+    suffix: str = "",
 ) -> None:
     if figures is not None:
         _add_finite(
             f,
             labels,
-            (prefix + "accuracy", figures.accuracy),
-            (prefix + "precision", figures.precision),
-            (prefix + "recall", figures.recall),
-            (prefix + "f1_score", figures.f1),
+            (prefix + "accuracy" + suffix, figures.accuracy),
+            (prefix + "precision" + suffix, figures.precision),
+            (prefix + "recall" + suffix, figures.recall),
+            (prefix + "f1_score" + suffix, figures.f1),
         )
 
 
