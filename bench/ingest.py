@@ -1,6 +1,8 @@
 """Ingest benchmark: events/s and request latency of one real collector over HTTP.
 
     .venv/bin/python bench/ingest.py [--seconds 8] [--write-results]
+    .venv/bin/python bench/ingest.py --shift-refit 0,5s --rounds 3 --input-shift 1 \
+        --synchronous FULL --batches 100,1000 --skip-scrape --seconds 20
 
 Starts the collector as its own process on 127.0.0.1 (fresh data directory, default
 settings, SQLite WAL with synchronous FULL, then NORMAL), registers a binary model with 20
@@ -9,6 +11,15 @@ back to back) for batches of 1, 100 and 1,000 events. Reports events/s, events p
 CPU-second, p50/p99 request latency, where the collector's time went (its ``/debug/timings``
 perf_counter sums: parse, validate, prepare, store, engine), and the ``/metrics`` scrape time
 with 100 models x 25 features.
+
+``--shift-refit`` runs the collector with each MODELMETER_SHIFT_REFIT_INTERVAL listed (``0``:
+shift-aware CBPE off, plain CBPE, no live sample; a short interval such as ``5s`` makes the
+refits happen during the measurement; unset: the collector's default), ``--rounds`` repeats
+the whole set interleaved (off, on, off, on, ...), and ``--input-shift`` moves the client's
+``f1`` by that many standard deviations, so the refits find a shift and apply it (0: they find
+none and fall back to plain CBPE, a cheaper fit). The table counts the refits that ran during
+each measurement and their mean seconds (``/debug/timings``); the collector's CPU seconds
+include them.
 """
 
 from __future__ import annotations
@@ -65,12 +76,14 @@ def spec(n_features: int, path: str) -> dict[str, Any]:
 # --- the client process ---------------------------------------------------------------------
 
 
-def client_main(url: str, batch: int, seconds: float, seed: int) -> None:
+def client_main(url: str, batch: int, seconds: float, seed: int, shift: float = 0.0) -> None:
     """Send pre-built batches back to back for ``seconds``; print a JSON result line."""
     rng = np.random.default_rng(seed)
     templates = []
     for t in range(8):  # ids carry a placeholder replaced per request: every id is new
-        x = rng.normal(size=(batch, 20)).round(5)
+        x = rng.normal(size=(batch, 20))
+        x[:, 1] += shift  # f1 moves: the model's score (f0) does not see it
+        x = x.round(5)
         events = [
             {
                 "id": f"s{seed}-@@@@@@@-{t}-{j}",
@@ -108,13 +121,15 @@ def client_main(url: str, batch: int, seconds: float, seed: int) -> None:
 
 
 def start_collector(
-    data_dir: Path, port: int, synchronous: str = "FULL"
+    data_dir: Path, port: int, synchronous: str = "FULL", shift_refit: str | None = None
 ) -> subprocess.Popen[bytes]:
     # /debug/timings is off by default; the reference files lie beside the data directory.
     argv = [sys.executable, "-m", "modelmeter.service", "--port", str(port),
             "--data-dir", str(data_dir), "--log-level", "warning",
             "--sqlite-synchronous", synchronous, "--debug-endpoints",
             "--reference-dir", str(data_dir.parent)]  # fmt: skip
+    if shift_refit is not None:
+        argv += ["--shift-refit-interval", shift_refit]
     proc = subprocess.Popen(argv, cwd=ROOT)
     deadline = time.monotonic() + 60
     while time.monotonic() < deadline:
@@ -139,12 +154,14 @@ def cpu_seconds(pid: int) -> float:
     return float(times.user + times.system)
 
 
-def run_batch(url: str, batch: int, seconds: float, seed: int, pid: int) -> dict[str, Any]:
+def run_batch(
+    url: str, batch: int, seconds: float, seed: int, pid: int, shift: float = 0.0
+) -> dict[str, Any]:
     before = timings(url)
     cpu_before = cpu_seconds(pid)
     out = subprocess.run(
         [sys.executable, __file__, "--client", url, "--batch", str(batch),
-         "--seconds", str(seconds), "--seed", str(seed)],
+         "--seconds", str(seconds), "--seed", str(seed), "--x-shift", str(shift)],
         capture_output=True, text=True, check=True,
     )  # fmt: skip
     result: dict[str, Any] = json.loads(out.stdout.strip().splitlines()[-1])
@@ -186,6 +203,29 @@ def scrape_time(tmp: Path) -> tuple[float, float, int]:
         proc.wait(timeout=30)
 
 
+def summary(rows: list[dict[str, Any]]) -> list[str]:
+    """Median events per collector CPU-second over the rounds, per configuration, and each
+    refit interval's ratio to the first one listed (e.g. on / off)."""
+    per: dict[tuple[str, int, str], list[float]] = {}
+    for r in rows:
+        key = (r["mode"], r["batch"], r["refit"])
+        per.setdefault(key, []).append(r["events"] / max(r["cpu"], 1e-9))
+    first = rows[0]["refit"]
+    lines = [
+        "| synchronous | batch | shift refit | rounds | median events per collector CPU-second "
+        f"| ratio to {first} |",
+        "| --- | ---: | --- | ---: | ---: | ---: |",
+    ]
+    for (mode, batch, refit), values in per.items():
+        base = float(np.median(per[(mode, batch, first)]))
+        median = float(np.median(values))
+        lines.append(
+            f"| {mode} | {batch:,} | {refit} | {len(values)} | {median:,.0f} | "
+            f"{median / base:.3f} |"
+        )
+    return lines
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--seconds", type=float, default=8.0)
@@ -196,12 +236,27 @@ def main() -> int:
     )
     parser.add_argument("--skip-scrape", action="store_true")
     parser.add_argument("--batches", default="1,100,1000", help="comma-separated batch sizes")
+    parser.add_argument(
+        "--shift-refit",
+        help="comma-separated MODELMETER_SHIFT_REFIT_INTERVAL values to run, e.g. 0,5s "
+        "(0: shift-aware CBPE off); unset: the collector's default",
+    )
+    parser.add_argument(
+        "--rounds", type=int, default=1, help="repeat every configuration, interleaved"
+    )
+    parser.add_argument(
+        "--input-shift",
+        type=float,
+        default=0.0,
+        help="move the client's f1 by this many standard deviations (refits then apply)",
+    )
     parser.add_argument("--client", help=argparse.SUPPRESS)
     parser.add_argument("--batch", type=int, default=1, help=argparse.SUPPRESS)
     parser.add_argument("--seed", type=int, default=0, help=argparse.SUPPRESS)
+    parser.add_argument("--x-shift", type=float, default=0.0, help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.client:
-        client_main(args.client, args.batch, args.seconds, args.seed)
+        client_main(args.client, args.batch, args.seconds, args.seed, args.x_shift)
         return 0
 
     tmp = Path(tempfile.mkdtemp(prefix="modelmeter-bench-"))
@@ -209,20 +264,31 @@ def main() -> int:
     ref.write_bytes(reference_csv(20))
     rows = []
     modes = args.synchronous.split(",")
-    for mode in modes:
-        port = free_port()
-        proc = start_collector(tmp / f"data-{mode}", port, mode)
-        url = f"http://127.0.0.1:{port}"
-        try:
-            put = httpx.put(f"{url}/v1/models/bench", content=orjson.dumps(spec(20, str(ref))),
-                            headers=JSON, timeout=60)  # fmt: skip
-            assert put.status_code == 201, put.text
-            sizes = [int(b) for b in args.batches.split(",")]
-            for seed, batch in enumerate(sizes, start=1):
-                rows.append(run_batch(url, batch, args.seconds, seed, proc.pid) | {"mode": mode})
-        finally:
-            proc.terminate()
-            proc.wait(timeout=30)
+    refits: list[str | None] = (
+        [None] if args.shift_refit is None else [v.strip() for v in args.shift_refit.split(",")]
+    )
+    for round_ in range(args.rounds):
+        for mode in modes:
+            for refit in refits:
+                port = free_port()
+                name = f"data-{mode}-{refit or 'default'}-{round_}"
+                proc = start_collector(tmp / name, port, mode, refit)
+                url = f"http://127.0.0.1:{port}"
+                try:
+                    put = httpx.put(f"{url}/v1/models/bench",
+                                    content=orjson.dumps(spec(20, str(ref))),
+                                    headers=JSON, timeout=60)  # fmt: skip
+                    assert put.status_code == 201, put.text
+                    sizes = [int(b) for b in args.batches.split(",")]
+                    for seed, batch in enumerate(sizes, start=1):
+                        result = run_batch(
+                            url, batch, args.seconds, seed, proc.pid, args.input_shift
+                        )
+                        result |= {"mode": mode, "refit": refit or "default", "round": round_}
+                        rows.append(result)
+                finally:
+                    proc.terminate()
+                    proc.wait(timeout=30)
     scrape = ""
     if not args.skip_scrape:
         scrape_median, scrape_max, scrape_bytes = scrape_time(tmp)
@@ -233,21 +299,27 @@ def main() -> int:
         )
 
     lines = [
-        "| synchronous | batch | requests | events/s | events per collector CPU-second "
-        "| p50 latency | p99 latency | server time per event "
+        "| synchronous | shift refit | batch | requests | events/s "
+        "| events per collector CPU-second | p50 latency | p99 latency "
+        "| refits (mean s) | server time per event "
         "(parse / validate / prepare: id lookups + columns / store: commit / engine) |",
-        "| --- | ---: | ---: | ---: | ---: | ---: | ---: | --- |",
+        "| --- | --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | --- |",
     ]
     for r in rows:
         s, n = r["server"], max(1.0, r["server"].get("events", 1.0))
         stages = ("parse", "validate", "prepare", "store", "engine")
         parts = " / ".join(f"{s.get(k, 0.0) / n * 1e6:.1f}" for k in stages)
+        count = int(s.get("shift_refits", 0.0))
+        each = s.get("shift_refit_seconds", 0.0) / count if count else 0.0
         lines.append(
-            f"| {r['mode']} | {r['batch']:,} | {r['requests']:,} | "
+            f"| {r['mode']} | {r['refit']} | {r['batch']:,} | {r['requests']:,} | "
             f"{r['events'] / r['seconds']:,.0f} | "
             f"{r['events'] / max(r['cpu'], 1e-9):,.0f} | "
-            f"{r['p50'] * 1e3:.2f} ms | {r['p99'] * 1e3:.2f} ms | {parts} µs |"
+            f"{r['p50'] * 1e3:.2f} ms | {r['p99'] * 1e3:.2f} ms | "
+            f"{count} ({each:.3f} s) | {parts} µs |"
         )
+    if len(refits) > 1:
+        lines += ["", *summary(rows)]
     cpu = "unknown CPU"
     try:
         for line in Path("/proc/cpuinfo").read_text().splitlines():
@@ -266,8 +338,7 @@ def main() -> int:
     if args.write_results:
         section = (
             "\n## Ingest\n\n"
-            f"Command: `.venv/bin/python bench/ingest.py --seconds {args.seconds:g} "
-            f"--synchronous {args.synchronous} --write-results`\n\n"
+            f"Command: `.venv/bin/python bench/ingest.py {' '.join(sys.argv[1:])}`\n\n"
             f"Machine: {machine}. One collector process (uvicorn, 1 worker, SQLite WAL); "
             "one client process (httpx, one connection, "
             "requests back to back); 20 numeric features per event; every request is one "

@@ -60,6 +60,30 @@ def _port(text: str) -> int:
     return value
 
 
+#: the live sample's bounds: at least the rows a refit needs (ShiftSettings.min_live_rows)
+SHIFT_SAMPLE_ROWS_RANGE = (500, 100_000)
+
+
+def parse_sample_rows(text: str) -> int:
+    """MODELMETER_SHIFT_SAMPLE_ROWS: a whole number of rows in 500..100,000.
+
+    >>> parse_sample_rows("5000"), parse_sample_rows("20_000")
+    (5000, 20000)
+    >>> parse_sample_rows("100")
+    Traceback (most recent call last):
+    ...
+    ValueError: '100' is not in 500-100000 (rows of the live sample)
+    """
+    low, high = SHIFT_SAMPLE_ROWS_RANGE
+    try:
+        value = int(str(text).strip())
+    except ValueError:
+        raise ValueError(f"{text!r} is not a whole number of rows ({low}-{high})") from None
+    if not low <= value <= high:
+        raise ValueError(f"{text!r} is not in {low}-{high} (rows of the live sample)")
+    return value
+
+
 def _sync_mode(text: str) -> str:
     value = str(text).strip().upper()
     if value not in _SYNC_MODES:
@@ -180,6 +204,24 @@ class Settings:
         parse_duration,
         5.0,
         "how often engine state is checkpointed to the store",
+    )
+    shift_refit_interval_seconds: float = _setting(
+        "MODELMETER_SHIFT_REFIT_INTERVAL",
+        parse_duration,
+        300.0,
+        "how often the estimated performance of a classifier with reference scores is "
+        "recalibrated for the live inputs (shift-aware CBPE: the reference reweighted to look "
+        "like the live sample, in a background thread, one version at a time); 0 = off: plain "
+        "CBPE, no live sample kept",
+    )
+    shift_sample_rows: int = _setting(
+        "MODELMETER_SHIFT_SAMPLE_ROWS",
+        parse_sample_rows,
+        5_000,
+        "the live sample of shift-aware CBPE: the features of the last this many scored "
+        "predictions per live version (500-100000; memory: rows x features x 8 bytes, plus "
+        "the strings of categorical values); a refit waits for 500 of them and fits on at "
+        "most 5000",
     )
     store_budget_bytes: int = _setting(
         "MODELMETER_STORE_BUDGET",

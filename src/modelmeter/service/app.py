@@ -1,8 +1,9 @@
 """``create_app(settings)``: the collector as an ASGI app, built from its settings only.
 
 The lifespan opens the store, restores every model (checkpoint + log replay), builds the
-Prometheus registry, runs the housekeeping timer (checkpoints, TTL expiry) and writes a last
-checkpoint at shutdown. Shared objects live on ``app.state``; there are no globals.
+Prometheus registry, runs the housekeeping timer (checkpoints, TTL expiry) and the shift-aware
+refit timer (:mod:`modelmeter.service.shift`; off with MODELMETER_SHIFT_REFIT_INTERVAL=0) and
+writes a last checkpoint at shutdown. Shared objects live on ``app.state``; there are no globals.
 
 >>> app = create_app(Settings(data_dir="/tmp/modelmeter-example"))
 >>> app.state.settings.port, app.title
@@ -12,6 +13,7 @@ checkpoint at shutdown. Shared objects live on ``app.state``; there are no globa
 from __future__ import annotations
 
 import asyncio
+import concurrent.futures
 import contextlib
 import logging
 import time
@@ -54,6 +56,22 @@ async def _housekeeping(hub: Hub, settings: Settings) -> None:
             log.exception("housekeeping failed")
 
 
+async def _shift_refits(
+    hub: Hub, settings: Settings, worker: concurrent.futures.ThreadPoolExecutor
+) -> None:
+    """Every ``shift_refit_interval``: refit the calibration of each version due for it, one
+    at a time in ``worker`` (one thread: never on the event loop, never two fits at once)."""
+    loop = asyncio.get_running_loop()
+    while True:
+        await asyncio.sleep(settings.shift_refit_interval_seconds)
+        try:
+            due = await loop.run_in_executor(worker, hub.shift_candidates)  # takes the lock
+            for name, version in due:
+                await loop.run_in_executor(worker, hub.refit_shift, name, version)
+        except Exception:  # keep the timer alive; the next round retries
+            log.exception("shift-aware refits failed")
+
+
 def create_app(settings: Settings) -> FastAPI:
     """The collector app for ``settings`` (serve it with one uvicorn worker).
 
@@ -78,13 +96,18 @@ def create_app(settings: Settings) -> FastAPI:
                 "anyone who can reach the port can register models and send events",
                 settings.host,
             )
-        task = asyncio.create_task(_housekeeping(hub, settings))
+        tasks = [asyncio.create_task(_housekeeping(hub, settings))]
+        worker = concurrent.futures.ThreadPoolExecutor(1, thread_name_prefix="modelmeter-refit")
+        if settings.shift_refit_interval_seconds > 0:
+            tasks.append(asyncio.create_task(_shift_refits(hub, settings, worker)))
         try:
             yield
         finally:
-            task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await task
+            for task in tasks:
+                task.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await task
+            worker.shutdown(wait=False, cancel_futures=True)  # a refit running ends by itself
             await anyio.to_thread.run_sync(hub.checkpoint)
             store.close()
 

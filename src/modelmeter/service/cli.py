@@ -23,6 +23,7 @@ from modelmeter.settings import (
     Settings,
     open_start_refusal,
     optional_path,
+    parse_sample_rows,
     parse_tokens,
 )
 from modelmeter.units import parse_duration, parse_size
@@ -51,6 +52,8 @@ _FLAG_CASTS: dict[str, Callable[[str], Any]] = {
     "max_wal_bytes": parse_size,
     "replica_idle_seconds": parse_duration,
     "checkpoint_interval_seconds": parse_duration,
+    "shift_refit_interval_seconds": parse_duration,
+    "shift_sample_rows": parse_sample_rows,
     "sqlite_synchronous": str.upper,
     "log_level": str,
 }
@@ -60,6 +63,7 @@ _FLAG_NAMES = {
     "version_idle_seconds": "--version-idle",
     "store_budget_bytes": "--store-budget",
     "checkpoint_interval_seconds": "--checkpoint-interval",
+    "shift_refit_interval_seconds": "--shift-refit-interval",
 }
 
 

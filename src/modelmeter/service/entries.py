@@ -3,7 +3,7 @@
 A :class:`ModelEntry` holds one :class:`~modelmeter.engine.ModelMonitor` per *live* version.
 The :class:`~modelmeter.service.hub.Hub` decides when a version starts and retires; the entry
 only keeps the bookkeeping consistent (monitor, log position, checkpoint position, cached
-snapshot and last-seen time always come and go together).
+snapshot, live sample, refit status and last-seen time always come and go together).
 """
 
 from __future__ import annotations
@@ -13,6 +13,7 @@ from dataclasses import dataclass, field
 
 from modelmeter.engine import ModelMonitor, MonitorConfig, ReferenceData, Snapshot
 from modelmeter.service.ingest import Schema
+from modelmeter.service.shift import LiveSample, ShiftStatus
 from modelmeter.spec import ModelSpec
 
 __all__ = ["ModelEntry", "ReplicaUsage", "fingerprint"]
@@ -55,6 +56,10 @@ class ModelEntry:
     pending_labels: int = 0  # predictions waiting for a label
     waiting_labels: int = 0  # labels waiting for a prediction
     snapshots: dict[str, tuple[tuple[int, int], Snapshot]] = field(default_factory=dict)
+    #: shift-aware CBPE (modelmeter.service.shift): per live version its live sample (versions
+    #: that can refit, while MODELMETER_SHIFT_REFIT_INTERVAL > 0) and its refits' outcome
+    samples: dict[str, LiveSample] = field(default_factory=dict)
+    shift_status: dict[str, ShiftStatus] = field(default_factory=dict)
 
     def snapshot(self, version: str, now: float) -> Snapshot:
         """``snapshot(now)`` of a version, reused while neither its state nor the window's
@@ -80,7 +85,15 @@ class ModelEntry:
 
     def retire(self, version: str) -> None:
         """Forget the in-memory state of ``version`` (the hub has retired it in the store)."""
-        for table in (self.monitors, self.applied_seq, self.checkpoint_seq, self.snapshots):
+        tables = (
+            self.monitors,
+            self.applied_seq,
+            self.checkpoint_seq,
+            self.snapshots,
+            self.samples,
+            self.shift_status,
+        )
+        for table in tables:
             table.pop(version, None)
         self.last_seen.pop(version, None)
 

@@ -20,9 +20,9 @@ Version lifecycle: a model keeps at most ``MODELMETER_MAX_VERSIONS`` live versio
 version beyond that retires the least recently seen one (``capacity``); a version without
 predictions for ``MODELMETER_VERSION_IDLE`` retires (``idle``); ``DELETE
 /v1/models/{model}/versions/{version}`` retires one by hand (``manual``). Retiring drops the
-version's window state and series; its predictions stay in the store until their TTL, no
-longer waiting, so a late label for one is answered as ``retired`` and counted, never applied
-to another version and never an error. A version that comes back starts from zero.
+version's window state, live sample and series; its predictions stay in the store until their
+TTL, no longer waiting, so a late label for one is answered as ``retired`` and counted, never
+applied to another version and never an error. A version that comes back starts from zero.
 
 Changed spec (another fingerprint of spec and reference): the engine state of every live
 version restarts from zero (Prometheus sees counter resets); stored predictions and waiting
@@ -44,7 +44,13 @@ from typing import Any
 
 import orjson
 
-from modelmeter.engine import ModelMonitor, MonitorConfig, ReferenceData, StateTooLarge
+from modelmeter.engine import (
+    CheckedPredictions,
+    ModelMonitor,
+    MonitorConfig,
+    ReferenceData,
+    StateTooLarge,
+)
 from modelmeter.metric_table import series_bound
 from modelmeter.scrape import CollectorState
 from modelmeter.service.entries import ModelEntry, ReplicaUsage, fingerprint
@@ -54,6 +60,7 @@ from modelmeter.service.ingestion import Ingestion
 from modelmeter.service.labels import label_batch
 from modelmeter.service.predictions import PredictionEvent, observe_batch
 from modelmeter.service.references import read_reference
+from modelmeter.service.shift import ShiftRefits
 from modelmeter.service.state import StoreState, model_state
 from modelmeter.settings import Settings
 from modelmeter.spec import ModelSpec, SpecError, load_reference, load_spec
@@ -64,7 +71,7 @@ __all__ = ["Hub", "ModelEntry", "ReplicaUsage"]
 log = logging.getLogger("modelmeter.collector")
 
 
-class Hub(Ingestion, Housekeeping):
+class Hub(Ingestion, Housekeeping, ShiftRefits):
     """All models of one collector, backed by a :class:`~modelmeter.store.Store`."""
 
     def __init__(self, settings: Settings, store: Store) -> None:
@@ -75,6 +82,8 @@ class Hub(Ingestion, Housekeeping):
         self.ingest_counts: dict[tuple[str, str, str], int] = defaultdict(int)
         self.expired_counts: dict[tuple[str, str, str], int] = defaultdict(int)
         self.retired_counts: dict[tuple[str, str], int] = defaultdict(int)
+        #: shift-aware refits per (model, outcome): applied, fallback, failed, discarded
+        self.shift_refit_counts: dict[tuple[str, str], int] = defaultdict(int)
         self.timings: dict[str, float] = defaultdict(float)
         self.ready = False
 
@@ -150,18 +159,26 @@ class Hub(Ingestion, Housekeeping):
         is an engine bug; on replay it has the same effect as live, and never a crash loop.
         """
         monitor = entry.monitor(version)
+        now = payload.get("now")
         try:
             if kind == "observe":
                 if batch is None:
                     batch = observe_batch(payload, entry.schema)
-                monitor.observe(batch, now=payload.get("now"))
+                if not isinstance(batch, CheckedPredictions):  # replay: check, as live
+                    batch = monitor.check(batch, now)
+                monitor.observe(batch, now=now)
             else:
                 if batch is None:
                     batch = label_batch(payload, entry.schema)
-                monitor.label(batch, now=payload.get("now"))
+                monitor.label(batch, now=now)
         except Exception:
             log.exception("engine refused a %s batch of %s/%s", kind, entry.name, version)
             return False
+        if kind == "observe":
+            try:  # the counted batch's features, for shift-aware CBPE
+                self._sample(entry, version, monitor, batch.batch.features, batch.scored)
+            except Exception:  # counted all the same: never an ingestion error
+                log.exception("live sample of %s/%s: a batch was not sampled", entry.name, version)
         return True
 
     # --- registration -----------------------------------------------------------------------
