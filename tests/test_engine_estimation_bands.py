@@ -24,7 +24,6 @@ from typing import Any
 
 import numpy as np
 import pytest
-from sklearn.linear_model import LogisticRegression
 
 from modelmeter.engine import (
     ClassificationFigures,
@@ -39,6 +38,7 @@ from modelmeter.engine import (
 from modelmeter.engine.bands import band_terms, classification_bands, expected_counts
 from modelmeter.engine.estimation import Calibrator
 from modelmeter.engine.shift import ShiftFit, ShiftSettings
+from test_engine_shift import FEATURES, Model, rows
 
 REGIONS = np.array(["a", "b", "c"], dtype=object)
 
@@ -229,48 +229,8 @@ def test_realized_accuracy_lies_in_the_band_of_calibrated_windows(k: int, seed: 
 # ---------------------------------------------------------------------------- the swap
 
 
-FEATURES = (
-    FeatureSpec("x1", "numeric"),
-    FeatureSpec("x2", "numeric"),
-    FeatureSpec("region", "categorical"),
-)
-
-
-def rows(
-    rng: np.random.Generator, n: int, x2_mean: float, k: int
-) -> tuple[dict[str, np.ndarray], np.ndarray]:
-    """Features and true class codes: P(y | x1, x2, region) fixed, x2's mean moves (as in
-    tests/test_engine_shift.py)."""
-    x1 = rng.normal(size=n)
-    x2 = rng.normal(x2_mean, 1.0, n)
-    region = REGIONS[rng.choice(3, n, p=[0.5, 0.3, 0.2])]
-    effect = np.select([region == "b", region == "c"], [0.5, -0.5], 0.0)
-    if k == 2:
-        p1 = 1 / (1 + np.exp(-(1.8 * x1 + 1.5 * x2 + effect - 0.2)))
-        probabilities = np.column_stack([1 - p1, p1])
-    else:
-        logits = np.column_stack([1.8 * x1, 1.5 * x2 + effect, -1.8 * x1 - effect])
-        probabilities = np.exp(logits - logits.max(axis=1, keepdims=True))
-        probabilities /= probabilities.sum(axis=1, keepdims=True)
-    y = (rng.random(n)[:, None] > np.cumsum(probabilities, axis=1)).sum(axis=1)
-    return {"x1": x1, "x2": x2, "region": region}, np.minimum(y, k - 1)
-
-
-class Model:
-    """A logistic regression on x1 and region only: its score cannot see x2."""
-
-    def __init__(self, rng: np.random.Generator, k: int) -> None:
-        features, y = rows(rng, 20_000, 0.0, k)
-        self.k = k
-        self.model = LogisticRegression(max_iter=1000).fit(self.design(features), y)
-
-    @staticmethod
-    def design(f: dict[str, np.ndarray]) -> np.ndarray:
-        return np.column_stack([f["x1"], f["region"] == "b", f["region"] == "c"]).astype(float)
-
-    def scores(self, f: dict[str, np.ndarray]) -> np.ndarray:
-        p: np.ndarray = self.model.predict_proba(self.design(f))
-        return p[:, 1] if self.k == 2 else p
+# The stream and the model of tests/test_engine_shift.py: x2 moves the outcome, the score
+# cannot see it.
 
 
 def shift_setup(k: int, seed: int = 0) -> tuple[MonitorConfig, ReferenceData, Model, np.ndarray]:
