@@ -10,6 +10,7 @@ in docs/dashboard.png), then Prometheus stopped and restarted.
 from __future__ import annotations
 
 import os
+import re
 from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Any
@@ -143,6 +144,19 @@ def test_cards_show_the_collector_figures(stack: Stack, page: Any) -> None:
     expect(page.locator(f"#{'model-select'}")).to_contain_text(MODEL_A, timeout=20_000)
     _expect_cards(page, snapshot)
     expect(page.locator("#card-accuracy-change")).to_contain_text("vs reference")
+    # The estimate's 95 % band (the reference has scores, the window min_samples predictions)
+    # and the calibration in use; the band drawn around the dotted line of the graph.
+    lower, upper = snapshot["estimated_lower"]["accuracy"], snapshot["estimated_upper"]["accuracy"]
+    assert lower <= snapshot["estimated"]["accuracy"] <= upper
+    expect(page.locator("#card-accuracy-band")).to_contain_text(f"({lower:.3f}–{upper:.3f})")
+    expect(page.locator("#card-accuracy-calibration")).to_have_text(
+        re.compile(r"^(plain CBPE|shift-aware \(AUC \d\.\d\d\))$")
+    )
+    page.wait_for_function(
+        "(document.querySelector('#perf-graph .js-plotly-plot')?.data ?? [])"
+        ".some(t => t.fill === 'tonexty')",
+        timeout=20_000,
+    )
     expect(page.locator("#banner")).to_be_hidden()
     # Every feature of the spec has a drift row (one query, whatever the count).
     expect(page.locator("#drift-table tr.drift-row")).to_have_count(ds.FEATURES, timeout=20_000)

@@ -38,6 +38,16 @@ PALETTE = (
 )
 
 
+def _translucent(color: str, alpha: float) -> str:
+    """``#rrggbb`` as ``rgba(r, g, b, alpha)``.
+
+    >>> _translucent("#4ea1ff", 0.15)
+    'rgba(78, 161, 255, 0.15)'
+    """
+    r, g, b = (int(color[i : i + 2], 16) for i in (1, 3, 5))
+    return f"rgba({r}, {g}, {b}, {alpha})"
+
+
 def _layout(uirevision: str, y_title: str, y_range: Sequence[float] | None) -> dict[str, Any]:
     yaxis: dict[str, Any] = {
         "title": {"text": y_title, "font": {"size": 12}},
@@ -72,6 +82,8 @@ def line_figure(
     y_range: Sequence[float] | None = None,
     scale: float = 1.0,
     thresholds: Sequence[tuple[str, float, str]] = (),
+    bands: Mapping[str, tuple[Mapping[str, Sequence[Any]], Mapping[str, Sequence[Any]]]]
+    | None = None,
 ) -> dict[str, Any]:
     """A time-series figure (a plain dict, JSON-able) from ``{key: {"t": [...], "v": [...]}}``.
 
@@ -83,23 +95,48 @@ def line_figure(
     names: display name per key; dashed: keys drawn dashed; colors: colour per key.
     scale: multiplies every value (e.g. 1000 for ms).
     thresholds: horizontal lines ``(label, y, colour)``.
+    bands: ``{key: (lower, upper)}``: a light area between the two series around the line of
+        ``key`` (two traces, lower then upper filled ``tonexty``, out of the legend, grouped
+        with the line so hiding it hides its band); drawn under every line.
     """
     layout = _layout(uirevision, y_title, y_range)
-    traces = []
+    band_traces: list[dict[str, Any]] = []
+    traces: list[dict[str, Any]] = []
     for i, (key, points) in enumerate(series.items()):
         color = (colors or {}).get(key, PALETTE[i % len(PALETTE)])
         few = sum(v is not None for v in points["v"]) <= 3
+        name = (names or {}).get(key, key)
         traces.append(
             {
                 "type": "scatter",
                 "mode": "lines+markers" if few else "lines",
-                "name": (names or {}).get(key, key),
+                "name": name,
+                "legendgroup": key,
                 "x": list(points["t"]),
                 "y": [None if v is None else v * scale for v in points["v"]],
                 "line": {"color": color, "width": 2, "dash": "dash" if key in dashed else "solid"},
                 "connectgaps": False,
             }
         )
+        if key in (bands or {}):
+            for bound, edge in zip(("lower", "upper"), (bands or {})[key], strict=True):
+                band_traces.append(
+                    {
+                        "type": "scatter",
+                        "mode": "lines",
+                        "name": f"{name} {bound}",
+                        "legendgroup": key,
+                        "showlegend": False,
+                        "x": list(edge["t"]),
+                        "y": [None if v is None else v * scale for v in edge["v"]],
+                        "line": {"color": color, "width": 0},
+                        "fill": "tonexty" if bound == "upper" else "none",
+                        "fillcolor": _translucent(color, 0.15),
+                        "hovertemplate": f"{name} {bound}: %{{y:.3f}}<extra></extra>",
+                        "connectgaps": False,
+                    }
+                )
+    traces = band_traces + traces
     shapes, annotations = [], []
     for label, y, color in thresholds:
         shapes.append(

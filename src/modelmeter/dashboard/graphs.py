@@ -19,6 +19,7 @@ def graphs(view: Mapping[str, Any]) -> dict[str, Any]:
     rev = f"{view.get('model')}|{view.get('version')}|{view.get('range_key')}"
     perf_src = series.get("perf") or {}
     perf, names, colors, dashed = {}, {}, {}, []
+    bands: dict[str, tuple[Any, Any]] = {}
     metrics = card_metrics(view.get("task"))
     for i, (metric, label) in enumerate(metrics):
         for kind in ("", "estimated_"):
@@ -29,6 +30,10 @@ def graphs(view: Mapping[str, Any]) -> dict[str, Any]:
                 colors[key] = PALETTE[i]
                 if kind:
                     dashed.append(key)
+                lower, upper = perf_src.get(f"{key}_lower"), perf_src.get(f"{key}_upper")
+                # the estimate's band; none merged over collectors (the history is one share's)
+                if kind and lower and upper and not view.get("merged"):
+                    bands[key] = (lower, upper)
     acc_lines = [
         (name, th[key], COLORS[level])
         for key, name, level in (
@@ -66,6 +71,7 @@ def graphs(view: Mapping[str, Any]) -> dict[str, Any]:
             dashed=dashed,
             y_range=None if metrics is REGRESSION_METRICS else (0, 1.02),
             thresholds=acc_lines,
+            bands=bands,
         ),
         "throughput-graph": line_figure(
             {k: ops[k] for k in ("predictions_rate", "errors_rate") if k in ops},

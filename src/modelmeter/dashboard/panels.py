@@ -71,6 +71,16 @@ def _card(card: Mapping[str, Any], view: Mapping[str, Any]) -> html.Div:
             className="figure-guarded" if estimated_guarded else None,
         ),
     ]
+    band = _band_text(card)
+    if band is not None:  # greyed with the estimate: the same sample guard
+        estimated.append(
+            html.Span(
+                f" {band}",
+                id=f"card-{metric}-band",
+                className="figure-guarded" if estimated_guarded else "card-muted",
+                title="95 % band of the window's realized figure if the calibration holds.",
+            )
+        )
     if estimated_guarded:
         estimated.append(html.Span(f" ({card.get('estimated_note')})", className="card-muted"))
     estimated += [html.Span(" · "), html.Span(f"{fmt.count(card['predictions'])} predictions")]
@@ -96,6 +106,20 @@ def _card(card: Mapping[str, Any], view: Mapping[str, Any]) -> html.Div:
         )
     children += [
         html.Div(estimated, className="card-line"),
+        *(
+            [
+                html.Div(
+                    card["calibration"],
+                    className="card-line card-muted",
+                    id=f"card-{metric}-calibration",
+                    title="Calibration of the estimate: refitted for the live inputs "
+                    "(shift-aware, with the domain classifier's AUC), or the reference's "
+                    "(plain CBPE).",
+                )
+            ]
+            if card.get("calibration")
+            else []
+        ),
         html.Div(source, className="card-line card-muted card-source", id=f"card-{metric}-source"),
         html.Div(
             [
@@ -112,6 +136,19 @@ def _card(card: Mapping[str, Any], view: Mapping[str, Any]) -> html.Div:
     ]
     classes = f"card card-{level}" + (" card-guarded" if guarded else "")
     return html.Div(children, className=classes, id=f"card-{metric}")
+
+
+def _band_text(card: Mapping[str, Any]) -> str | None:
+    """The estimate's 95 % band, "(0.774–0.850)", when the estimate and both bounds exist.
+
+    >>> _band_text({"estimated": 0.812, "estimated_lower": 0.774, "estimated_upper": 0.85})
+    '(0.774–0.850)'
+    >>> _band_text({"estimated": 0.812, "estimated_lower": None, "estimated_upper": 0.85})
+    """
+    lower, upper = card.get("estimated_lower"), card.get("estimated_upper")
+    if card.get("estimated") is None or lower is None or upper is None:
+        return None
+    return f"({fmt.ratio(lower)}–{fmt.ratio(upper)})"
 
 
 def _change(card: Mapping[str, Any], view: Mapping[str, Any]) -> tuple[float | None, str, str]:

@@ -28,6 +28,7 @@ import httpx
 import orjson
 
 __all__ = [
+    "BAND_METRICS",
     "CALLS_PER_REFRESH",
     "RANGES",
     "PromCall",
@@ -64,6 +65,12 @@ PERF_METRICS = (
     "model_estimated_mean_absolute_error",
     "model_estimated_root_mean_squared_error",
 )
+BAND_METRICS = tuple(
+    f"model_estimated_{metric}_{bound}"
+    for metric in ("accuracy", "precision", "recall", "f1_score")
+    for bound in ("lower", "upper")
+)
+"""The estimate's 95 % band (classification): fetched in the same ``perf`` range query."""
 DRIFT_TOP = 6
 """Drift history is fetched for the features with the highest PSI in the range (and output)."""
 
@@ -233,7 +240,7 @@ def build_plan(sel: Selection, now: float) -> list[PromCall]:
         "serving_memory": f"model_serving_memory_bytes{{{s}}}",
         **_collector_parts(window),
     }
-    names = "|".join(PERF_METRICS)
+    names = "|".join(PERF_METRICS + BAND_METRICS)
     return [
         PromCall(
             "instant",

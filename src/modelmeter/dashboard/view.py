@@ -28,7 +28,14 @@ from modelmeter.dashboard.spread import (
     sum_of,
 )
 
-__all__ = ["DRIFT_STATISTICS", "METRICS", "QUALITY_ISSUES", "build_view", "iso"]
+__all__ = [
+    "DRIFT_STATISTICS",
+    "METRICS",
+    "QUALITY_ISSUES",
+    "build_view",
+    "calibration_text",
+    "iso",
+]
 
 METRICS: tuple[tuple[str, str], ...] = (
     ("accuracy", "Accuracy"),
@@ -119,6 +126,30 @@ def _rule_window(name: str, ctx: Mapping[str, Any]) -> tuple[float | None, bool,
     return None, False, None
 
 
+def calibration_text(by_name: Mapping[str, list[Any]]) -> str | None:
+    """Which calibration the estimate uses, from ``model_estimation_shift_aware`` (one row per
+    collector) and ``model_estimation_shift_auc``; ``None`` when no collector says.
+
+    >>> calibration_text({"model_estimation_shift_aware": [({}, 1.0)],
+    ...                   "model_estimation_shift_auc": [({}, 0.8123)]})
+    'shift-aware (AUC 0.81)'
+    >>> calibration_text({"model_estimation_shift_aware": [({}, 0.0)]}), calibration_text({})
+    ('plain CBPE', None)
+    >>> calibration_text({"model_estimation_shift_aware": [({}, 1.0), ({}, 0.0)]})
+    'shift-aware on 1 of 2 collectors'
+    """
+    flags = [v for _, v in by_name.get("model_estimation_shift_aware", []) if v is not None]
+    if not flags:
+        return None
+    aware = sum(v >= 0.5 for v in flags)
+    if aware == 0:
+        return "plain CBPE"
+    if len(flags) > 1:  # several collectors, each with its own refit and AUC
+        return f"shift-aware on {aware} of {len(flags)} collectors"
+    auc = one(by_name, "model_estimation_shift_auc")
+    return "shift-aware" if auc is None else f"shift-aware (AUC {auc:.2f})"
+
+
 def _cards(
     by_name: Mapping[str, list[Any]],
     perf: Mapping[str, Any],
@@ -128,6 +159,7 @@ def _cards(
     """One card per figure of the task: the collector's gauge, else a recording rule (which
     has no sample guard of its own), each with the sample behind it (see :func:`_samples`)."""
     cards = []
+    calibration = calibration_text(by_name)
     for metric, label in card_metrics(task):
         realized = one(by_name, f"model_{metric}")
         card: dict[str, Any] = {
@@ -161,6 +193,10 @@ def _cards(
                 "family": f"model_{metric}",
                 "realized": realized,
                 "estimated": one(by_name, f"model_estimated_{metric}"),
+                # the estimate's 95 % band (classification with scores), and its calibration
+                "estimated_lower": one(by_name, f"model_estimated_{metric}_lower"),
+                "estimated_upper": one(by_name, f"model_estimated_{metric}_upper"),
+                "calibration": calibration if metric not in dict(REGRESSION_METRICS) else None,
                 "reference": one(by_name, f"model_reference_{metric}"),
                 "labeled": ctx["performance_labels"],
                 "predictions": ctx["predictions"],
@@ -404,6 +440,9 @@ def _spread(
                 "origin": "merged",
                 "realized": value,
                 "estimated": one(by_name, f"model:estimated_{metric}:ratio_rate5m"),
+                # no merged band: each collector's band is of its own share's estimate
+                "estimated_lower": None,
+                "estimated_upper": None,
                 "labeled": labeled,
                 "predictions": predictions,
                 "start": None,  # the performance history is each collector's own share
