@@ -48,6 +48,15 @@ def _snapshot(c: httpx.Client) -> dict[str, Any]:
     return snap
 
 
+def _refits(c: httpx.Client) -> dict[str, float]:
+    """modelmeter_shift_refits_total of model m by outcome in the collector's /metrics."""
+    out = {}
+    for line in c.get("/metrics").text.splitlines():
+        if line.startswith("modelmeter_shift_refits_total{") and 'model="m"' in line:
+            out[line.split('outcome="')[1].split('"')[0]] = float(line.rsplit(" ", 1)[1])
+    return out
+
+
 def _shift_aware_metric(c: httpx.Client) -> float | None:
     """model_estimation_shift_aware of model m in the collector's /metrics."""
     for line in c.get("/metrics").text.splitlines():
@@ -94,6 +103,7 @@ def test_shift_aware_estimate_follows_a_covariate_shift_plain_cbpe_misses(tmp_pa
                 _post(c, "labels", labels)
             snaps = {name: _snapshot(c) for name, c in clients.items()}
             exported = {name: _shift_aware_metric(c) for name, c in clients.items()}
+            refits = {name: _refits(c) for name, c in clients.items()}
         finally:
             for c in clients.values():
                 c.close()
@@ -105,6 +115,8 @@ def test_shift_aware_estimate_follows_a_covariate_shift_plain_cbpe_misses(tmp_pa
         assert snap["window_predictions"] == N and snap["performance_labels"] == N, name
         assert snap["realized"]["accuracy"] == pytest.approx(realized, abs=1e-9), name
     assert exported == {"shift": 1.0, "plain": 0.0}  # /metrics says the same
+    assert refits["shift"].get("applied", 0.0) >= 1.0 and "failed" not in refits["shift"]
+    assert refits["plain"] == {}  # refits off: none counted
     assert snaps["plain"]["estimation_shift_aware"] is False
     assert snaps["plain"]["estimation_reason"] is None  # never refitted
     assert snaps["shift"]["estimation_shift_aware"] is True

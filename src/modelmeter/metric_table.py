@@ -27,6 +27,7 @@ __all__ = [
     "MULTIVARIATE_METHODS",
     "QUALITY_ISSUES",
     "RETIREMENT_REASONS",
+    "SHIFT_REFIT_OUTCOMES",
     "MetricDef",
     "drift_bins",
     "segment_values",
@@ -42,6 +43,7 @@ INGEST_KINDS = ("predictions", "labels")
 INGEST_OUTCOMES = ("accepted", "rejected", "duplicate", "pending", "retired")
 EXPIRY_REASONS = ("ttl", "budget")
 RETIREMENT_REASONS = ("capacity", "idle", "manual")
+SHIFT_REFIT_OUTCOMES = ("applied", "fallback", "failed", "discarded")
 MULTIVARIATE_METHODS = ("pca",)
 MULTIVARIATE_BOUNDS = ("lower", "upper")
 
@@ -429,6 +431,14 @@ METRICS: tuple[MetricDef, ...] = (
         "idle (MODELMETER_VERSION_IDLE) or manual (DELETE); since the process started.",
     ),
     _c(
+        "modelmeter_shift_refits_total",
+        ("model", "outcome"),
+        "Shift-aware recalibrations of the estimate (MODELMETER_SHIFT_REFIT_INTERVAL): applied, "
+        "fallback (plain CBPE kept: no shift, too few rows, weights that do not balance), failed "
+        "(an error, logged) or discarded (the version changed meanwhile); since the process "
+        "started.",
+    ),
+    _c(
         "modelmeter_client_dropped_events_total",
         ("model", "replica", "kind"),
         "Events the SDK of a serving replica reports it dropped (since that client started).",
@@ -470,7 +480,7 @@ def series_bound(
     >>> spec = load_spec(b'{"task": "binary", "classes": [0, 1], "features": '
     ...                  b'[{"name": "x", "type": "numeric"}], "reference": {"path": "r.csv"}}')
     >>> series_bound(spec, versions=1, replicas=1)
-    184
+    188
     """
     k = len(spec.classes)
     n_features = len(spec.features)
@@ -499,7 +509,7 @@ def series_bound(
     per_model = 6 + len(DEFAULT_THRESHOLDS)  # windows, min_samples, pending, waiting, last
     per_model += bins  # reference ratios
     per_model += len(INGEST_KINDS) * (len(INGEST_OUTCOMES) + len(EXPIRY_REASONS))
-    per_model += len(RETIREMENT_REASONS)
+    per_model += len(RETIREMENT_REASONS) + len(SHIFT_REFIT_OUTCOMES)
     return per_model + versions * per_version + replicas * per_replica
 
 

@@ -44,6 +44,7 @@ from modelmeter.metric_table import (
     MULTIVARIATE_METHODS,
     QUALITY_ISSUES,
     RETIREMENT_REASONS,
+    SHIFT_REFIT_OUTCOMES,
 )
 from modelmeter.names import is_name
 from modelmeter.spec import DEFAULT_THRESHOLDS, ModelSpec
@@ -155,6 +156,8 @@ class CollectorState:
     expired: Mapping[tuple[str, str, str], int] = field(default_factory=dict)
     #: ``(model, reason) -> count`` of retired versions
     retired: Mapping[tuple[str, str], int] = field(default_factory=dict)
+    #: ``(model, outcome) -> count`` of shift-aware refits
+    refits: Mapping[tuple[str, str], int] = field(default_factory=dict)
     store: StoreFigures | None = None
 
 
@@ -214,6 +217,10 @@ def gather(state: CollectorState) -> Samples:
     for (name, reason), count in state.retired.items():
         if name in registered and reason in RETIREMENT_REASONS:
             retired.append(((name, reason), float(count)))
+    refits = samples["modelmeter_shift_refits_total"]
+    for (name, outcome), count in state.refits.items():
+        if name in registered and outcome in SHIFT_REFIT_OUTCOMES:
+            refits.append(((name, outcome), float(count)))
     if state.store is not None:
         store = state.store
         samples["modelmeter_store_bytes"].append(

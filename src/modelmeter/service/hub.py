@@ -356,6 +356,7 @@ class Hub(Ingestion, Housekeeping, ShiftRefits):
                 ingest=dict(self.ingest_counts),
                 expired=dict(self.expired_counts),
                 retired=dict(self.retired_counts),
+                refits=dict(self.shift_refit_counts),
                 store=StoreState(
                     usage.database_bytes, usage.wal_bytes, self.settings.store_budget_bytes
                 ),

@@ -57,6 +57,7 @@ import numpy.typing as npt
 
 from modelmeter.engine import ModelMonitor, MonitorConfig
 from modelmeter.engine.shift import ShiftFit, ShiftSettings
+from modelmeter.metric_table import SHIFT_REFIT_OUTCOMES
 from modelmeter.settings import Settings
 
 if TYPE_CHECKING:  # entries.py keeps the samples and statuses defined here
@@ -66,8 +67,9 @@ __all__ = ["LiveSample", "ShiftRefits", "ShiftStatus"]
 
 log = logging.getLogger("modelmeter.collector")
 
-#: refit outcomes counted in ``Hub.shift_refit_counts``
-OUTCOMES = ("applied", "fallback", "failed", "discarded")
+#: refit outcomes counted in ``Hub.shift_refit_counts`` (exported as
+#: ``modelmeter_shift_refits_total``)
+OUTCOMES = SHIFT_REFIT_OUTCOMES
 
 
 class LiveSample:
