@@ -255,3 +255,23 @@ def empty_answers() -> dict[str, Any]:
         "drift": empty_matrix,
         "resources": empty_matrix,
     }
+
+
+def find_component(tree: Any, component_id: str) -> Any:
+    """The Dash component with ``component_id`` inside ``tree`` (lists and children)."""
+    if isinstance(tree, list | tuple):
+        return next((c for c in (find_component(t, component_id) for t in tree) if c), None)
+    if getattr(tree, "id", None) == component_id:
+        return tree
+    children = getattr(tree, "children", None)
+    return find_component(children, component_id) if children is not None else None
+
+
+def component_text(component: Any) -> str:
+    """The text a Dash component tree shows (its string children, joined)."""
+    if isinstance(component, str):
+        return component
+    if isinstance(component, list | tuple):
+        return "".join(map(component_text, component))
+    children = getattr(component, "children", None)
+    return "" if children is None else component_text(children)

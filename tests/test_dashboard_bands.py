@@ -10,6 +10,8 @@ from typing import Any
 import pytest
 
 import dashboard_support as ds
+from dashboard_support import component_text as _text
+from dashboard_support import find_component as _component
 from modelmeter.dashboard.panels import render_view
 from modelmeter.dashboard.queries import BAND_METRICS, RawRefresh, Selection, build_plan
 from modelmeter.dashboard.view import build_view
@@ -63,24 +65,6 @@ def _gauges(values: dict[str, float], **labels: str) -> list[tuple[dict[str, str
 
 
 LATEST = {name: b for name, (_, b) in BAND.items()}
-
-
-def _component(tree: Any, component_id: str) -> Any:
-    if isinstance(tree, list | tuple):
-        return next((c for c in (_component(t, component_id) for t in tree) if c), None)
-    if getattr(tree, "id", None) == component_id:
-        return tree
-    children = getattr(tree, "children", None)
-    return _component(children, component_id) if children is not None else None
-
-
-def _text(component: Any) -> str:
-    if isinstance(component, str):
-        return component
-    if isinstance(component, list | tuple):
-        return "".join(map(_text, component))
-    children = getattr(component, "children", None)
-    return "" if children is None else _text(children)
 
 
 def test_the_band_history_comes_in_the_performance_range_query() -> None:

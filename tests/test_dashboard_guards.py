@@ -18,6 +18,8 @@ import httpx
 import pytest
 
 import dashboard_support as ds
+from dashboard_support import component_text as _text
+from dashboard_support import find_component as _component
 from helpers import prom_query, require_binary, wait_until
 from modelmeter.dashboard import create_app
 from modelmeter.dashboard.glossary import anchor, glossary_children, href
@@ -74,24 +76,6 @@ def _model(
         )
     catalog = [{"model": "m", "version": "v1", "task": "binary"}]
     return RawRefresh(Selection("m", "v1"), 1.0, catalog, answers, {}, 8)
-
-
-def _component(tree: Any, component_id: str) -> Any:
-    if isinstance(tree, list | tuple):
-        return next((c for c in (_component(t, component_id) for t in tree) if c), None)
-    if getattr(tree, "id", None) == component_id:
-        return tree
-    children = getattr(tree, "children", None)
-    return _component(children, component_id) if children is not None else None
-
-
-def _text(component: Any) -> str:
-    if isinstance(component, str):
-        return component
-    if isinstance(component, list | tuple):
-        return "".join(map(_text, component))
-    children = getattr(component, "children", None)
-    return "" if children is None else _text(children)
 
 
 def _card(raw: RawRefresh, metric: str = "accuracy") -> tuple[dict[str, Any], Any]:

@@ -9,7 +9,9 @@ from typing import Any
 import numpy as np
 import pytest
 
+from dashboard_support import component_text as _text
 from dashboard_support import empty_answers
+from dashboard_support import find_component as _component
 from modelmeter.dashboard import format as fmt
 from modelmeter.dashboard.app import create_app
 from modelmeter.dashboard.layout import IDS
@@ -26,25 +28,6 @@ from modelmeter.dashboard.view import build_view
 EXAMPLES = Path(__file__).resolve().parents[1] / "examples"
 T0 = 1_750_000_000.0
 EARLY, LATE = 100, 150  # labeled reference rows replayed as traffic by each time
-
-
-def _component(tree: Any, component_id: str) -> Any:
-    """The Dash component with ``component_id`` inside ``tree`` (lists and children)."""
-    if isinstance(tree, list | tuple):
-        return next((c for c in (_component(t, component_id) for t in tree) if c), None)
-    if getattr(tree, "id", None) == component_id:
-        return tree
-    children = getattr(tree, "children", None)
-    return _component(children, component_id) if children is not None else None
-
-
-def _text(component: Any) -> str:
-    if isinstance(component, str):
-        return component
-    if isinstance(component, list | tuple):
-        return "".join(map(_text, component))
-    children = getattr(component, "children", None)
-    return "" if children is None else _text(children)
 
 
 def _exported(spec: Any, snapshot: Any) -> list[tuple[dict[str, str], float]]:
